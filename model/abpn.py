@@ -1,0 +1,119 @@
+"""ABPN = LRL + BPL: the whole network, for training and for the inference engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.blend import BlendParams
+from model.bpl import BlendPyramid, Region, Size, pyramid_sizes
+from model.config import ABPNConfig
+from model.lrl import LocalRetouchingLayer, LRLOutput
+
+
+@dataclass
+class ABPNOutput:
+    """Everything a training step may put a loss on."""
+
+    result: torch.Tensor
+    """Full-resolution result through the pyramid, clamped to [0, 1] (B, 3, H, W)."""
+    result_low: torch.Tensor
+    """R_low, the LRL's result at the working size (B, 3, h, w)."""
+    image_low: torch.Tensor
+    """I_low, the input at the working size (B, 3, h, w)."""
+    mask_low: torch.Tensor
+    """Effective soft mask at the working size (B, 1, h, w)."""
+    mask_logits_low: torch.Tensor
+    """Mask logits at the working size, for the mask loss (B, 1, h, w)."""
+    mask: torch.Tensor
+    """The mask carried up to full resolution (B, 1, H, W)."""
+
+
+def working_size(size: Size, lrl_size: int) -> Size:
+    """The LRL's input size for a photo: long side `lrl_size`, aspect kept, never upscaled."""
+    h, w = size
+    scale = lrl_size / max(h, w)
+    if scale >= 1.0:
+        return (h, w)
+    return (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def pad_to_canvas(images: Sequence[torch.Tensor], stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (3, h, w) images of different sizes on one zero canvas whose sides are multiples of
+    `stride`; returns the canvas and the valid-pixel mask."""
+    height = max(img.shape[-2] for img in images)
+    width = max(img.shape[-1] for img in images)
+    height, width = -(-height // stride) * stride, -(-width // stride) * stride
+    ref = images[0]
+    canvas = ref.new_zeros((len(images), 3, height, width))
+    valid = ref.new_zeros((len(images), 1, height, width))
+    for i, img in enumerate(images):
+        h, w = img.shape[-2:]
+        canvas[i, :, :h, :w] = img
+        valid[i, :, :h, :w] = 1.0
+    return canvas, valid
+
+
+class ABPN(nn.Module):
+    """Adaptive Blend Pyramid Network: the LRL retouches a low-resolution copy, R-ABM turns the
+    change into a blend layer, and the pyramid carries it up to be applied by ABM at full size."""
+
+    def __init__(self, cfg: ABPNConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or ABPNConfig()
+        self.blend = BlendParams()
+        self.lrl = LocalRetouchingLayer(self.cfg)
+        self.pyramid = BlendPyramid(self.cfg.refine_channels)
+
+    def low_res(self, images: Sequence[torch.Tensor]) -> list[LRLOutput]:
+        """Run the LRL once over working-size images (3, h, w) of any mix of sizes; each output
+        is cropped back to its image's size and is the same as running that image alone."""
+        canvas, valid = pad_to_canvas(images, self.cfg.stride)
+        out = self.lrl(canvas, valid)
+        crops = []
+        for i, img in enumerate(images):
+            h, w = img.shape[-2:]
+            crops.append(
+                LRLOutput(
+                    result=out.result[i : i + 1, :, :h, :w],
+                    mask=out.mask[i : i + 1, :, :h, :w],
+                    mask_logits=out.mask_logits[i : i + 1, :, :h, :w],
+                )
+            )
+        return crops
+
+    def forward(self, image: torch.Tensor, lrl_size: int | None = None) -> ABPNOutput:
+        """Retouch a batch of same-size photos (B, 3, H, W) in [0, 1] end to end, without tiles.
+
+        `lrl_size` overrides the configured working size (training on small crops)."""
+        full = (image.shape[-2], image.shape[-1])
+        low = working_size(full, lrl_size or self.cfg.lrl_size)
+        sizes = pyramid_sizes(low, full)
+        levels = {len(sizes) - 1: image}
+
+        def image_at(i: int, region: Region) -> torch.Tensor:
+            if i not in levels:
+                levels[i] = F.interpolate(image, size=sizes[i], mode="area")
+            ys, xs = region.within(Region.whole(sizes[i]))
+            return levels[i][:, :, ys, xs]
+
+        image_low = image_at(0, Region.whole(low))
+        canvas, valid = pad_to_canvas(list(image_low), self.cfg.stride)
+        out = self.lrl(canvas, valid)
+        h, w = low
+        result_low = out.result[:, :, :h, :w]
+        mask_low = out.mask[:, :, :h, :w]
+        offset_low = self.blend.rabm(image_low, result_low)
+        offset, mask = self.pyramid(offset_low, mask_low, sizes, image_at)
+        return ABPNOutput(
+            result=self.blend.abm(image, offset).clamp(0.0, 1.0),
+            result_low=result_low,
+            image_low=image_low,
+            mask_low=mask_low,
+            mask_logits_low=out.mask_logits[:, :, :h, :w],
+            mask=mask,
+        )

@@ -1,0 +1,54 @@
+"""Hyperparameters of the network: one dataclass, saved as JSON beside the weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ABPNConfig:
+    """Every hyperparameter of ABPN; the checkpoint stores it so weights and shape travel together.
+
+    The paper leaves the working resolution, widths and level counts open (see docs/model.md);
+    these defaults are sized so that the low-resolution branch costs a few GFLOPs and the
+    full-resolution levels a few hundred multiply-adds per pixel.
+    """
+
+    lrl_size: int = 512
+    """Long side of the copy the low-resolution layer (LRL) works on; smaller photos run as is."""
+    channels: int = 12
+    """Width of the first LRL encoder stage; each further stage doubles it up to max_channels."""
+    max_channels: int = 48
+    """Cap on the LRL's widths: the coarse stages see few pixels and need little more."""
+    depth: int = 3
+    """Number of stride-2 encoder stages, so LRL inputs are padded to a multiple of 2**depth."""
+    refine_channels: int = 8
+    """Hidden width of the refining module run at every pyramid level."""
+    mask_threshold: float = 0.05
+    """Soft-mask values at or below this become exactly zero, so untouched pixels stay bit-exact
+    and the pyramid can skip tiles with nothing to retouch."""
+    prior_sigma: float = 2.5
+    """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
+    a second, coarser fill uses four times this."""
+    tile_size: int = 512
+    """Side of the tiles the pyramid's top levels run in; levels up to this area run whole."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form of the config."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ABPNConfig:
+        """Build a config from JSON, refusing keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ABPN config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling of the LRL encoder."""
+        return 2**self.depth

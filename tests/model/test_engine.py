@@ -1,0 +1,143 @@
+"""The engine: sizes, strength, batching across sizes, tiling, devices."""
+
+import numpy as np
+import pytest
+import torch
+
+from model.abpn import ABPN
+from model.config import ABPNConfig
+from model.engine import RetouchEngine, validate_image
+
+
+def _model(**overrides) -> ABPN:
+    torch.manual_seed(0)
+    model = ABPN(ABPNConfig(**overrides)).eval()
+    # Give the zero-initialised heads real weights so every path changes pixels.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and not p.abs().sum():
+                p.normal_(0, 0.05)
+    return model
+
+
+def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 120 + 60 * np.sin(yy / 37.0)[..., None] + 40 * np.cos(xx / 23.0)[..., None]
+    noise = rng.normal(0, 12, size=(h, w, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def engine() -> RetouchEngine:
+    return RetouchEngine(_model(lrl_size=64, tile_size=96))
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (300, 200), (17, 900), (401, 299), (1, 1)])
+def test_output_matches_input_size(engine: RetouchEngine, shape) -> None:
+    image = _photo(*shape)
+    result = engine.retouch(image, return_mask=True)
+    assert result.image.shape == image.shape and result.image.dtype == np.uint8
+    assert result.mask is not None and result.mask.shape == shape
+
+
+@pytest.mark.slow
+def test_extreme_sizes_with_default_config() -> None:
+    engine = RetouchEngine(_model())
+    for shape in [(2999, 4001), (9000, 17)]:
+        image = _photo(*shape)
+        assert engine.retouch(image).image.shape == image.shape
+
+
+def test_strength_zero_returns_input_exactly(engine: RetouchEngine) -> None:
+    image = _photo(250, 333)
+    result = engine.retouch(image, strength=0.0)
+    assert np.array_equal(result.image, image)
+
+
+def test_strength_interpolates_and_extrapolates(engine: RetouchEngine) -> None:
+    image = _photo(120, 160)
+    full = engine.retouch(image, 1.0).image.astype(float)
+    half = engine.retouch(image, 0.5).image.astype(float)
+    more = engine.retouch(image, 1.5).image.astype(float)
+    changed = np.abs(full - image) > 4
+    assert changed.any()
+    expected_half = (image.astype(float) + full) / 2
+    assert np.abs(half - expected_half)[changed].mean() < 1.5
+    assert np.abs(more - image)[changed].mean() > np.abs(full - image)[changed].mean()
+
+
+def test_bad_strength_and_images_are_refused(engine: RetouchEngine) -> None:
+    with pytest.raises(ValueError, match="strength"):
+        engine.retouch(_photo(8, 8), strength=1.6)
+    for bad in [
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((0, 4, 3), np.uint8),
+    ]:
+        with pytest.raises(ValueError):
+            validate_image(bad)
+
+
+def test_batched_mixed_sizes_equal_one_at_a_time(engine: RetouchEngine) -> None:
+    images = [_photo(120, 90, 1), _photo(64, 200, 2), _photo(333, 500, 3), _photo(30, 30, 4)]
+    batched = engine.retouch_batch(images, [1.0, 0.7, 1.2, 1.0], return_mask=True)
+    for image, strength, got in zip(images, [1.0, 0.7, 1.2, 1.0], batched, strict=True):
+        alone = engine.retouch(image, strength, return_mask=True)
+        assert np.abs(alone.image.astype(int) - got.image).max() <= 1
+        assert np.abs(alone.mask.astype(int) - got.mask).max() <= 1
+
+
+def test_lrl_batch_equals_single_on_raw_tensors() -> None:
+    model = _model(lrl_size=64)
+    torch.manual_seed(3)
+    lows = [torch.rand(3, 40, 64), torch.rand(3, 64, 23), torch.rand(3, 64, 64)]
+    with torch.inference_mode():
+        batched = model.low_res(lows)
+        for low, got in zip(lows, batched, strict=True):
+            (alone,) = model.low_res([low])
+            torch.testing.assert_close(got.result, alone.result, atol=1e-5, rtol=0)
+            torch.testing.assert_close(got.mask, alone.mask, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(700, 1100), (513, 1537)])
+def test_tiled_pyramid_equals_untiled(shape) -> None:
+    model = _model(lrl_size=128)
+    image = _photo(*shape, seed=5)
+    untiled = RetouchEngine(model, tile_size=4096).retouch(image, 1.3, return_mask=True)
+    tiled = RetouchEngine(model, tile_size=100).retouch(image, 1.3, return_mask=True)
+    assert np.abs(untiled.image.astype(int) - tiled.image).max() <= 1
+    assert np.abs(untiled.mask.astype(int) - tiled.mask).max() <= 1
+    assert (untiled.image != image).any()
+
+
+def test_untouched_pixels_stay_bit_exact_when_the_mask_is_zero() -> None:
+    model = _model(lrl_size=64, tile_size=64)
+    with torch.no_grad():
+        model.lrl.mask_head.bias.fill_(-20.0)  # the mask branch finds nothing to retouch
+    image = _photo(300, 400)
+    result = RetouchEngine(model).retouch(image, 1.5, return_mask=True)
+    assert np.array_equal(result.image, image)
+    assert not result.mask.any()
+
+
+def test_engine_does_not_modify_the_callers_model() -> None:
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    RetouchEngine(model).retouch(_photo(64, 64))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_half_precision_needs_cuda() -> None:
+    with pytest.raises(ValueError, match="CUDA"):
+        RetouchEngine(_model(), device="cpu", half=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_half_matches_cpu_float() -> None:
+    model = _model(lrl_size=128)
+    image = _photo(600, 900)
+    cpu = RetouchEngine(model).retouch(image, return_mask=True)
+    gpu = RetouchEngine(model, device="cuda").retouch(image, return_mask=True)
+    assert gpu.image.shape == image.shape
+    assert np.abs(cpu.image.astype(int) - gpu.image).mean() < 1.0
