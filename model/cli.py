@@ -1,0 +1,97 @@
+"""abpn-retouch: retouch photo files from the command line.
+
+    abpn-retouch INPUT... -o OUT_DIR [--strength S] [--mask] [--weights PATH|random]
+        [--device DEVICE] [--quality Q]
+
+Each result is written to OUT_DIR under the input's file name in the input's format (PNG stays
+lossless), with EXIF orientation applied and the ICC profile kept. A file that cannot be read
+is reported and skipped; the exit status is then 1, after every other file is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.engine import MAX_STRENGTH, RetouchEngine
+from model.photo import PhotoError, encode_mask, read_file, write_file
+from model.weights import RANDOM, CheckpointError, load_model
+
+
+def _strength(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= MAX_STRENGTH:
+        raise argparse.ArgumentTypeError(f"must be within 0 and {MAX_STRENGTH}")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be within 1 and 100")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="abpn-retouch", description="Retouch portrait photos with ABPN."
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    parser.add_argument("-o", "--out-dir", type=Path, required=True, metavar="OUT_DIR")
+    parser.add_argument("--strength", type=_strength, default=1.0, help="0 to 1.5 (default 1)")
+    parser.add_argument(
+        "--mask", action="store_true", help="also write the retouch mask as NAME.mask.png"
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help=f"checkpoint path (default: the shipped weights); '{RANDOM}' for an untrained net",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--quality", type=_quality, default=None, help="JPEG/WebP quality")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        loaded = load_model(args.weights)
+        engine = RetouchEngine(loaded.model, device=device)
+    except (CheckpointError, RuntimeError, ValueError) as exc:
+        print(f"abpn-retouch: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    if args.weights == RANDOM:
+        print("abpn-retouch: warning: using an untrained, random network", file=sys.stderr)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in tqdm(args.inputs, unit="photo", disable=len(args.inputs) < 2):
+        try:
+            photo = read_file(path)
+            result = engine.retouch(photo.rgb, args.strength, return_mask=args.mask)
+            target = args.out_dir / path.name
+            write_file(replace(photo, rgb=result.image), target, photo.format, args.quality)
+            if result.mask is not None:
+                (args.out_dir / f"{path.stem}.mask.png").write_bytes(
+                    encode_mask(result.mask, "png")
+                )
+        except (OSError, PhotoError) as exc:
+            failures += 1
+            tqdm.write(f"abpn-retouch: {path}: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,212 @@
+"""Train ABPN on synthetic blemishes.
+
+    python -m model.train --config model/configs/default.json --out runs/default [--resume]
+        [--ship]
+
+Seeded and resumable: `runs/NAME/last.pt` holds the weights, optimiser, step and RNG states and
+is rewritten every `checkpoint_every` steps, so an interrupted run continues where it stopped.
+`--ship` writes the final weights to model/weights/abpn-default.* (what the service loads).
+
+Most steps train the LRL at its own scale (crop = working size, no pyramid): that is where the
+learning is, and small crops make the steps cheap enough for a CPU. Every `pyramid_every`-th
+step uses crops twice as large with the LRL at half size, so the refining module and the
+full-resolution losses see the pyramid too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model.abpn import ABPN
+from model.config import ABPNConfig
+from model.data.dataset import TrainSampler
+from model.losses import gradient_l1, mask_loss, split_l1
+from model.weights import DEFAULT_WEIGHTS, save_checkpoint, sidecar_paths
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; the JSON config file holds these fields."""
+
+    model: dict = field(default_factory=dict)
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 12
+    crop_size: int = 128
+    pyramid_every: int = 4
+    lr: float = 2e-3
+    lr_min: float = 1e-4
+    warmup_steps: int = 100
+    inside_weight: float = 4.0
+    grad_weight: float = 0.5
+    mask_weight: float = 1.0
+    pos_weight: float = 8.0
+    checkpoint_every: int = 200
+    threads: int = 2
+    version: str = "1.0.0"
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        """Read a config file, refusing unknown keys."""
+        data = json.loads(path.read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to lr_min."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def training_loss(
+    model: ABPN,
+    cfg: TrainConfig,
+    inp: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    lrl_size: int,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The full objective on one batch; returns the loss and its parts for the progress bar."""
+    out = model(inp, lrl_size=lrl_size)
+    low = out.result_low.shape[-2:]
+    target_low = (
+        F.interpolate(target, size=low, mode="area") if low != target.shape[-2:] else target
+    )
+    mask_low = F.interpolate(mask, size=low, mode="area") if low != mask.shape[-2:] else mask
+    low_all, low_in = split_l1(out.result_low, target_low, mask_low)
+    parts = {"low": low_all + cfg.inside_weight * low_in}
+    if out.result.shape[-2:] != low:
+        full_all, full_in = split_l1(out.result, target, mask)
+        parts["full"] = full_all + cfg.inside_weight * full_in
+    parts["grad"] = cfg.grad_weight * gradient_l1(out.result, target)
+    parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits_low, mask_low, cfg.pos_weight)
+    total = sum(parts.values())
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+def _save_state(
+    path: Path, model: ABPN, opt: torch.optim.Optimizer, step: int, samplers: dict
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "samplers": {k: s.rng.bit_generator.state for k, s in samplers.items()},
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
+    """Run (or continue) a training run; returns the path of the final safetensors file."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    model = ABPN(ABPNConfig.from_dict(cfg.model))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    samplers = {
+        "lrl": TrainSampler(seed=cfg.seed, crop_size=cfg.crop_size),
+        "pyramid": TrainSampler(seed=cfg.seed + 1, crop_size=2 * cfg.crop_size),
+    }
+    step = 0
+    state_path = out_dir / "last.pt"
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for name, sampler in samplers.items():
+            sampler.rng.bit_generator.state = state["samplers"][name]
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+    model.train()
+    log = (out_dir / "log.jsonl").open("a")
+    started = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
+    while step < cfg.steps:
+        pyramid_step = cfg.pyramid_every > 0 and step % cfg.pyramid_every == cfg.pyramid_every - 1
+        if pyramid_step:
+            batch = samplers["pyramid"].batch(max(1, cfg.batch_size // 4))
+        else:
+            batch = samplers["lrl"].batch(cfg.batch_size)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        loss, parts = training_loss(
+            model, cfg, batch.input, batch.target, batch.mask, cfg.crop_size
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()})
+        log.write(json.dumps({"step": step, "loss": float(loss), **parts}) + "\n")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save_state(state_path, model, opt, step, samplers)
+    bar.close()
+    log.close()
+    elapsed = time.perf_counter() - started
+    final = out_dir / "abpn.safetensors"
+    save_checkpoint(
+        model.eval(),
+        final,
+        name="abpn-default",
+        version=cfg.version,
+        extra={"training": {"steps": cfg.steps, "seed": cfg.seed, "seconds_this_run": elapsed}},
+    )
+    print(f"trained {cfg.steps} steps; this run took {elapsed / 60:.1f} min; weights: {final}")
+    return final
+
+
+def ship(weights: Path) -> None:
+    """Copy a trained checkpoint (and its sidecars) to the package's default weights."""
+    for src, dst in zip(
+        (weights, *sidecar_paths(weights)),
+        (DEFAULT_WEIGHTS, *sidecar_paths(DEFAULT_WEIGHTS)),
+        strict=True,
+    ):
+        shutil.copyfile(src, dst)
+    print(f"shipped {weights} -> {DEFAULT_WEIGHTS}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description="Train ABPN on synthetic blemishes.")
+    parser.add_argument(
+        "--config", type=Path, default=Path(__file__).parent / "configs/default.json"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/default"))
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--ship", action="store_true", help="install as the default weights")
+    args = parser.parse_args(argv)
+    final = train(TrainConfig.load(args.config), args.out, args.resume)
+    if args.ship:
+        ship(final)
+
+
+if __name__ == "__main__":
+    main()
