@@ -8,8 +8,8 @@ same images (the ceiling the service's overhead is measured against).
 `--spawn` starts `python -m service` on a free loopback port once per batch size (random
 weights unless --weights), and runs the engine ceiling in this process while no server runs.
 `--url` measures a server that is already running, as it is configured. Each concurrency level
-sends at most --requests requests and stops after --duration seconds. The table is printed
-and everything is written to bench/results/load.json (or --out).
+sends --requests requests (at least one per client) and stops early after --duration seconds.
+The table is printed and everything is written to bench/results/load.json (or --out).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,24 @@ class LevelResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    mean_batch: float | None = None
+    """Images per model call during the level, from the server's abpn_batch_size."""
     error_kinds: dict[str, int] = field(default_factory=dict)
+
+
+async def _batch_totals(client: httpx.AsyncClient) -> tuple[float, float]:
+    """(images, model calls) so far, summed over devices, from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await client.get("/metrics")).text
+    images = calls = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "abpn_batch_size_sum":
+                images += sample.value
+            elif sample.name == "abpn_batch_size_count":
+                calls += sample.value
+    return images, calls
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -88,6 +106,7 @@ async def run_level(
     issued = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        images_before, calls_before = await _batch_totals(client)
         started = time.perf_counter()
         stop_at = started + duration
 
@@ -111,7 +130,9 @@ async def run_level(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
+        images_after, calls_after = await _batch_totals(client)
     ok = len(latencies)
+    calls = calls_after - calls_before
     return LevelResult(
         label=label,
         concurrency=concurrency,
@@ -123,6 +144,7 @@ async def run_level(
         p50_ms=round(_percentile(latencies, 50), 1),
         p90_ms=round(_percentile(latencies, 90), 1),
         p99_ms=round(_percentile(latencies, 99), 1),
+        mean_batch=round((images_after - images_before) / calls, 2) if calls else None,
         error_kinds=error_kinds,
     )
 
@@ -132,7 +154,7 @@ async def sweep(url: str, label: str, images: list[bytes], args: argparse.Namesp
     await run_level(url, label, images, 2, 4, args.duration)
     rows = []
     for c in args.concurrency:
-        row = await run_level(url, label, images, c, max(args.requests, 2 * c), args.duration)
+        row = await run_level(url, label, images, c, max(args.requests, c), args.duration)
         print(_format_row(row), flush=True)
         rows.append(row)
     return rows
@@ -142,26 +164,33 @@ def engine_ceiling(
     images: list[bytes], batch_size: int, weights: str | None, count: int, duration: float
 ) -> dict:
     """Images per second of RetouchEngine.retouch_batch alone (decoded inputs, no HTTP, no
-    codecs), in batches of `batch_size`, on the CPU."""
+    codecs), in batches of `batch_size`, on the CPU. Like the service (and as the engine asks),
+    it runs on a worker thread: on a busy 2-core machine the same loop on the main thread was
+    measured up to 4x slower (OpenMP contention), which would flatter the service."""
     from model.engine import RetouchEngine
     from model.photo import decode
     from model.weights import load_model
 
     engine = RetouchEngine(load_model(weights).model, "cpu")
-    engine.warmup()
     pixels = [decode(data).rgb for data in images]
-    done, started = 0, time.perf_counter()
-    while done < count and time.perf_counter() - started < duration:
-        batch = [pixels[(done + i) % len(pixels)] for i in range(batch_size)]
-        engine.retouch_batch(batch)
-        done += batch_size
-    seconds = time.perf_counter() - started
-    return {
-        "batch_size": batch_size,
-        "images": done,
-        "seconds": round(seconds, 3),
-        "throughput": round(done / seconds, 3),
-    }
+
+    def measure() -> dict:
+        engine.warmup()
+        engine.retouch_batch(pixels[:batch_size])  # first call at this size: untimed
+        done, started = 0, time.perf_counter()
+        while done < count and time.perf_counter() - started < duration:
+            engine.retouch_batch([pixels[(done + i) % len(pixels)] for i in range(batch_size)])
+            done += batch_size
+        seconds = time.perf_counter() - started
+        return {
+            "batch_size": batch_size,
+            "images": done,
+            "seconds": round(seconds, 3),
+            "throughput": round(done / seconds, 3),
+        }
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(measure).result()
 
 
 class SpawnedServer:
@@ -206,14 +235,15 @@ class SpawnedServer:
 
 HEADER = (
     f"{'configuration':<22} {'conc':>5} {'reqs':>5} {'ok':>5} {'err':>4} "
-    f"{'img/s':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
+    f"{'img/s':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'batch':>6}"
 )
 
 
 def _format_row(r: LevelResult) -> str:
     return (
         f"{r.label:<22} {r.concurrency:>5} {r.requests:>5} {r.ok:>5} {r.errors:>4} "
-        f"{r.throughput:>7.2f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f}"
+        f"{r.throughput:>7.2f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f} "
+        f"{r.mean_batch if r.mean_batch is not None else '-':>6}"
     )
 
 
@@ -234,9 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=_parse_size, default=(384, 512), help="WxH, e.g. 512x384")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 1])
     parser.add_argument("--batch-wait-ms", type=float, default=10.0)
-    parser.add_argument("--weights", default="random", help="ABPN_WEIGHTS for spawned servers")
+    parser.add_argument(
+        "--weights",
+        default="random",
+        help='"random", "shipped" (the default weights) or a .safetensors path',
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args(argv)
+    # The service reads an empty ABPN_WEIGHTS, and load_model an empty spec, as "shipped".
+    weights = "" if args.weights == "shipped" else args.weights
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     images = test_images(args.size)
@@ -249,36 +285,57 @@ def main(argv: list[str] | None = None) -> None:
     ceilings: list[dict] = []
     if args.url:
         rows += asyncio.run(sweep(args.url.rstrip("/"), "server", images, args))
-    else:
-        for batch_size in args.batch_sizes:
-            server = SpawnedServer(
-                {
-                    "weights": args.weights,
-                    "devices": "cpu",
-                    "max_batch_size": str(batch_size),
-                    "max_batch_wait_ms": str(args.batch_wait_ms),
-                    "max_queue": str(max(64, 2 * max(args.concurrency))),
-                    "log_level": "warning",
-                }
-            )
-            try:
-                server.wait_ready()
-                rows += asyncio.run(sweep(server.url, f"service batch={batch_size}", images, args))
-            finally:
-                server.stop()
-            ceiling = engine_ceiling(images, batch_size, args.weights, args.requests, args.duration)
-            ceilings.append(ceiling)
-            print(
-                f"{'engine batch=' + str(batch_size):<22} {'':>5} {ceiling['images']:>5} "
-                f"{'':>5} {'':>4} {ceiling['throughput']:>7.2f}",
-                flush=True,
-            )
+    for batch_size in args.batch_sizes if args.spawn else []:
+        # The ceiling is measured right before and right after the service, while no server
+        # runs, and averaged: on a shared machine the load of others drifts.
+        before = engine_ceiling(images, batch_size, weights, args.requests, args.duration)
+        server = SpawnedServer(
+            {
+                "weights": weights,
+                "devices": "cpu",
+                "max_batch_size": str(batch_size),
+                "max_batch_wait_ms": str(args.batch_wait_ms),
+                "max_queue": str(max(64, 2 * max(args.concurrency))),
+                # Saturation is measured as throughput: no request may hit its deadline.
+                "request_timeout_s": "600",
+                "log_level": "warning",
+            }
+        )
+        try:
+            server.wait_ready()
+            rows += asyncio.run(sweep(server.url, f"service batch={batch_size}", images, args))
+        finally:
+            server.stop()
+        after = engine_ceiling(images, batch_size, weights, args.requests, args.duration)
+        ceiling = {
+            "batch_size": batch_size,
+            "throughput": round((before["throughput"] + after["throughput"]) / 2, 3),
+            "before": before,
+            "after": after,
+        }
+        ceilings.append(ceiling)
+        print(
+            f"{'engine batch=' + str(batch_size):<22} {'':>5} "
+            f"{before['images'] + after['images']:>5} {'':>5} {'':>4} "
+            f"{ceiling['throughput']:>7.2f}  (before {before['throughput']:.2f}, "
+            f"after {after['throughput']:.2f})",
+            flush=True,
+        )
     summary = []
     for ceiling in ceilings:
         label = f"service batch={ceiling['batch_size']}"
-        best = max((r.throughput for r in rows if r.label == label), default=0.0)
-        ratio = best / ceiling["throughput"] if ceiling["throughput"] else float("nan")
-        summary.append({"batch_size": ceiling["batch_size"], "service_vs_engine": round(ratio, 3)})
+        # Saturation: the highest concurrency, where the queue is never empty.
+        saturated = max((r for r in rows if r.label == label), key=lambda r: r.concurrency)
+        ratio = saturated.throughput / ceiling["throughput"]
+        summary.append(
+            {
+                "batch_size": ceiling["batch_size"],
+                "concurrency": saturated.concurrency,
+                "service": saturated.throughput,
+                "engine": ceiling["throughput"],
+                "service_vs_engine": round(ratio, 3),
+            }
+        )
         print(f"batch={ceiling['batch_size']}: service at saturation = {ratio:.0%} of the engine")
     report = {
         "machine": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,11 @@ class ABPN(nn.Module):
         self.blend = BlendParams()
         self.lrl = LocalRetouchingLayer(self.cfg)
         self.pyramid = BlendPyramid(self.cfg.refine_channels)
+
+    def set_mask_threshold(self, threshold: float) -> None:
+        """Change the mask threshold, an inference-time setting (no weights depend on it)."""
+        self.cfg = dataclasses.replace(self.cfg, mask_threshold=threshold)
+        self.lrl.cfg = self.cfg
 
     def low_res(self, images: Sequence[torch.Tensor]) -> list[LRLOutput]:
         """Run the LRL once over working-size images (3, h, w) of any mix of sizes; each output

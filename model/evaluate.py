@@ -77,10 +77,17 @@ def score(method: str, samples: Sequence[Sample], retouch: Retoucher) -> MethodS
 
 
 def evaluate(
-    samples: Sequence[Sample], weights: str | None, batch_size: int = 8
+    samples: Sequence[Sample],
+    weights: str | None,
+    mask_threshold: float | None = None,
+    batch_size: int = 8,
 ) -> list[MethodScores]:
-    """Scores of identity, the classic filter and ABPN on the same samples."""
-    engine = RetouchEngine(load_model(weights).model)
+    """Scores of identity, the classic filter and ABPN on the same samples; `mask_threshold`
+    overrides the checkpoint's (to choose it on a validation set)."""
+    model = load_model(weights).model
+    if mask_threshold is not None:
+        model.set_mask_threshold(mask_threshold)
+    engine = RetouchEngine(model)
 
     def abpn(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         results = []
@@ -124,13 +131,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=48)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--mask-threshold", type=float, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/evaluate.json"))
     args = parser.parse_args(argv)
     samples = make_eval_set(n=args.n, size=args.size, seed=args.seed)
-    rows = evaluate(samples, args.weights)
+    rows = evaluate(samples, args.weights, args.mask_threshold)
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"n": args.n, "size": args.size, "seed": args.seed, "weights": args.weights or "default"}
+    meta = {
+        "n": args.n,
+        "size": args.size,
+        "seed": args.seed,
+        "weights": args.weights or "default",
+        "mask_threshold": args.mask_threshold,
+    }
     args.out.write_text(
         json.dumps({"meta": meta, "rows": [r.__dict__ for r in rows]}, indent=2) + "\n"
     )

@@ -88,11 +88,6 @@ class Photo:
     exif: bytes | None = None
     """Original EXIF block with Orientation reset to 1 (the pixels are already upright)."""
 
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) in pixels."""
-        return self.rgb.shape[1], self.rgb.shape[0]
-
 
 def format_for_media_type(content_type: str | None) -> str | None:
     """Our format name for a Content-Type header value (parameters ignored), or None."""
@@ -169,8 +164,6 @@ def decode(data: bytes, max_pixels: int | None = None) -> Photo:
                     if exif is None and img.info.get("exif"):
                         exif = _reset_orientation(img.info["exif"])
                 rgb, alpha, icc = _to_rgb(img, icc)
-            except PhotoError:
-                raise
             except Exception as exc:  # truncated or corrupt data, in any of Pillow's types
                 raise PhotoError("invalid_image", f"the image data is corrupt: {exc}") from exc
     if icc is not None and not _is_rgb_profile(icc):
@@ -205,7 +198,7 @@ def _to_rgb(
     """Any Pillow mode -> (RGB, alpha or None, ICC profile that still applies)."""
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # 16-bit grey: keep the top 8 bits (Pillow's convert("L") would clip at 255 instead).
+        # 16-bit grey: scale 0-65535 to 0-255 (Pillow's convert("L") would clip at 255 instead).
         grey = np.asarray(img, dtype=np.float64 if mode == "F" else np.int64)
         if mode != "F":
             grey = np.clip(grey, 0, 65535) / 257.0

@@ -33,7 +33,7 @@ from model.abpn import ABPN
 from model.config import ABPNConfig
 from model.data.dataset import TrainSampler
 from model.losses import gradient_l1, mask_loss, split_l1
-from model.weights import DEFAULT_WEIGHTS, save_checkpoint, sidecar_paths
+from model.weights import DEFAULT_WEIGHTS, file_sha256, save_checkpoint, sidecar_paths
 
 
 @dataclass
@@ -50,11 +50,15 @@ class TrainConfig:
     lr_min: float = 1e-4
     warmup_steps: int = 100
     inside_weight: float = 4.0
+    outside_weight: float = 0.0
     grad_weight: float = 0.5
     mask_weight: float = 1.0
     pos_weight: float = 8.0
     checkpoint_every: int = 200
     threads: int = 2
+    inference_mask_threshold: float | None = None
+    """Mask threshold written into the exported checkpoint (chosen on a validation set); the
+    weights do not depend on it, training uses the model config's."""
     version: str = "1.0.0"
 
     @classmethod
@@ -90,11 +94,11 @@ def training_loss(
         F.interpolate(target, size=low, mode="area") if low != target.shape[-2:] else target
     )
     mask_low = F.interpolate(mask, size=low, mode="area") if low != mask.shape[-2:] else mask
-    low_all, low_in = split_l1(out.result_low, target_low, mask_low)
-    parts = {"low": low_all + cfg.inside_weight * low_in}
+    low_all, low_in, low_out = split_l1(out.result_low, target_low, mask_low)
+    parts = {"low": low_all + cfg.inside_weight * low_in + cfg.outside_weight * low_out}
     if out.result.shape[-2:] != low:
-        full_all, full_in = split_l1(out.result, target, mask)
-        parts["full"] = full_all + cfg.inside_weight * full_in
+        full_all, full_in, full_out = split_l1(out.result, target, mask)
+        parts["full"] = full_all + cfg.inside_weight * full_in + cfg.outside_weight * full_out
     parts["grad"] = cfg.grad_weight * gradient_l1(out.result, target)
     parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits_low, mask_low, cfg.pos_weight)
     total = sum(parts.values())
@@ -171,12 +175,15 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     log.close()
     elapsed = time.perf_counter() - started
     final = out_dir / "abpn.safetensors"
+    model.eval()
+    if cfg.inference_mask_threshold is not None:
+        model.set_mask_threshold(cfg.inference_mask_threshold)
     save_checkpoint(
-        model.eval(),
+        model,
         final,
         name="abpn-default",
         version=cfg.version,
-        extra={"training": {"steps": cfg.steps, "seed": cfg.seed, "seconds_this_run": elapsed}},
+        extra={"training": {"steps": cfg.steps, "seed": cfg.seed, "config": asdict(cfg)}},
     )
     print(f"trained {cfg.steps} steps; this run took {elapsed / 60:.1f} min; weights: {final}")
     return final
@@ -184,12 +191,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
 
 def ship(weights: Path) -> None:
     """Copy a trained checkpoint (and its sidecars) to the package's default weights."""
-    for src, dst in zip(
-        (weights, *sidecar_paths(weights)),
-        (DEFAULT_WEIGHTS, *sidecar_paths(DEFAULT_WEIGHTS)),
-        strict=True,
-    ):
-        shutil.copyfile(src, dst)
+    shutil.copyfile(weights, DEFAULT_WEIGHTS)
+    config_path, hash_path = sidecar_paths(DEFAULT_WEIGHTS)
+    shutil.copyfile(sidecar_paths(weights)[0], config_path)
+    hash_path.write_text(f"{file_sha256(DEFAULT_WEIGHTS)}  {DEFAULT_WEIGHTS.name}\n")
     print(f"shipped {weights} -> {DEFAULT_WEIGHTS}")
 
 
