@@ -32,7 +32,7 @@ class ABPNConfig:
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""
-    tile_size: int = 512
+    tile_size: int = 256
     """Side of the tiles the pyramid's top levels run in; levels up to this area run whole."""
 
     def to_dict(self) -> dict[str, Any]:
