@@ -65,6 +65,7 @@ class RetouchEngine:
         device: str | torch.device = "cpu",
         half: bool | None = None,
         tile_size: int | None = None,
+        lrl_chunk: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
@@ -77,6 +78,10 @@ class RetouchEngine:
         self.cfg = self.model.cfg
         # GPUs have the memory to run 8K whole; tiles there only add launch overhead.
         self.tile_size = tile_size or (4096 if cuda else self.cfg.tile_size)
+        # How many photos one LRL call takes. A GPU wants the whole batch; on the CPU a batch
+        # of 8 ran ~1.6x slower per photo than one at a time (memory-bound convolutions, see
+        # docs/benchmarks.md), and results do not depend on the grouping.
+        self.lrl_chunk = lrl_chunk or (1 << 30 if cuda else 1)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """(H, W, C) uint8 -> (1, C, H, W) uint8 on the device, through pinned memory on CUDA."""
@@ -150,7 +155,9 @@ class RetouchEngine:
         t1 = time.perf_counter()
         with self._autocast():
             low_inputs = [low[0].float() / 255.0 for low in lows]
-            outputs = self.model.low_res(low_inputs)
+            outputs = []
+            for start in range(0, len(low_inputs), self.lrl_chunk):
+                outputs += self.model.low_res(low_inputs[start : start + self.lrl_chunk])
         self._sync()
         t2 = time.perf_counter()
         prepare_share = (t1 - t0) / len(images)

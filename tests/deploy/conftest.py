@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from starlette.routing import Match
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -157,18 +158,10 @@ def app():
 
 
 def route_matches(app, path: str, method: str = "GET") -> bool:
-    """Whether a request METHOD PATH is served by one of the app's routes (or mounts)."""
-    for route in app.routes:
-        rpath = getattr(route, "path", None)
-        if rpath is None:
-            continue
-        methods = getattr(route, "methods", None)
-        if methods is not None:  # an endpoint
-            if rpath == path and method in methods:
-                return True
-        elif path == rpath or path.startswith(rpath.rstrip("/") + "/"):  # a mount
-            return True
-    return False
+    """Whether a request METHOD PATH is fully matched by one of the app's routes, asked the way
+    Starlette's router asks (included routers and mounts included)."""
+    scope = {"type": "http", "path": path, "method": method, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] is Match.FULL for route in app.routes)
 
 
 def exported_metric_names(app) -> set[str]:

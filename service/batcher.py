@@ -1,0 +1,420 @@
+"""Dynamic batching: a bounded queue of (item, future) pairs, and one worker per device that
+takes batches from it, runs its model replica on them in a thread of its own and resolves the
+futures.
+
+Admission is a `Slot`, taken before the request body is even read, so a full queue is refused
+at once and cheaply. A slot is held until a worker takes the item, so `depth` counts requests
+that are waiting for a replica, decoding included: the autoscaling signal.
+
+A worker waits for its first item, then at most `max_batch_wait_s` after that item arrived
+for more, up to `max_batch_size`. Items whose client went away or whose deadline passed are
+dropped before the model sees them. One failing item fails alone: a failed batch is re-run one
+image at a time (after freeing cached device memory when it ran out of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from model.engine import RetouchResult
+from service.metrics import Metrics
+
+logger = logging.getLogger("abpn.batcher")
+
+
+class Engine(Protocol):
+    """What the batcher needs of a model replica (model.engine.RetouchEngine)."""
+
+    device: torch.device
+
+    def retouch_batch(
+        self,
+        images: Sequence[np.ndarray],
+        strengths: Sequence[float] | float = 1.0,
+        return_mask: bool = False,
+    ) -> list[RetouchResult]:
+        """Retouch a batch; blocking."""
+        ...
+
+    def warmup(self) -> None:
+        """Run a small batch once; blocking."""
+        ...
+
+
+class BatcherError(Exception):
+    """Base of the errors a request can get from the batcher."""
+
+
+class QueueFull(BatcherError):
+    """The queue holds `max_queue` requests already."""
+
+
+class DeadlineExceeded(BatcherError):
+    """The request was still queued at its deadline; it was never computed."""
+
+
+class ShuttingDown(BatcherError):
+    """The batcher stopped before the request was computed."""
+
+
+class ModelOutOfMemory(BatcherError):
+    """The device ran out of memory for this image even on its own."""
+
+
+class ModelFailed(BatcherError):
+    """The model raised an unexpected error for this image."""
+
+
+class ClientGone(BatcherError):
+    """The client disconnected; `stage` says where the request was then."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"client disconnected while the request was at stage {stage!r}")
+        self.stage = stage
+
+
+class State(enum.Enum):
+    """Where an item is. Every transition happens on the event loop thread."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclass(eq=False)
+class WorkItem:
+    """One image waiting for, or being processed by, a replica."""
+
+    image: np.ndarray
+    strength: float
+    return_mask: bool
+    deadline: float
+    """time.monotonic() after which the item is not started any more."""
+    future: asyncio.Future[RetouchResult]
+    slot: Slot
+    enqueued_at: float = field(default_factory=time.monotonic)
+    state: State = State.QUEUED
+    queue_seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+class Slot:
+    """A place in the queue, held from admission until a worker takes the request (or the
+    request ends first). Use as a context manager around the request's handling."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+        self._held = True
+        self.item: WorkItem | None = None
+
+    def submit(
+        self, image: np.ndarray, strength: float, return_mask: bool, deadline: float
+    ) -> WorkItem:
+        """Queue `image` for a replica; its result comes through `Batcher.wait`."""
+        if self.item is not None:
+            raise RuntimeError("a slot takes one item")
+        future: asyncio.Future[RetouchResult] = asyncio.get_running_loop().create_future()
+        # An abandoned future's exception is never awaited; retrieving it here keeps asyncio
+        # from logging "exception was never retrieved" for it.
+        future.add_done_callback(_retrieve)
+        self.item = WorkItem(image, strength, return_mask, deadline, future, self)
+        self._batcher._enqueue(self.item)
+        return self.item
+
+    def release(self) -> None:
+        """Give the place back (idempotent)."""
+        if self._held:
+            self._held = False
+            self._batcher._release()
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.item is not None and self.item.state is State.QUEUED:
+            self._batcher.withdraw(self.item)
+        self.release()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass
+class _Worker:
+    engine: Engine
+    name: str
+    executor: ThreadPoolExecutor
+    task: asyncio.Task | None = None
+
+
+class Batcher:
+    """Bounded queue -> batches -> one worker per replica -> futures."""
+
+    def __init__(
+        self,
+        engines: Sequence[Engine],
+        *,
+        max_batch_size: int,
+        max_batch_wait_s: float,
+        max_queue: int,
+        metrics: Metrics,
+    ) -> None:
+        if not engines:
+            raise ValueError("the batcher needs at least one engine")
+        self.max_batch_size = max_batch_size
+        self.max_batch_wait_s = max_batch_wait_s
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self.workers = [
+            _Worker(
+                engine,
+                str(engine.device),
+                # One thread per replica: its model calls are serial, and CUDA state stays on
+                # the thread that created it.
+                ThreadPoolExecutor(1, thread_name_prefix=f"abpn-model-{i}"),
+            )
+            for i, engine in enumerate(engines)
+        ]
+        self._queue: deque[WorkItem] = deque()
+        self._admitted = 0
+        self._arrived = asyncio.Event()
+        self._stopped = False
+
+    @property
+    def depth(self) -> int:
+        """Admitted requests not yet taken by a worker."""
+        return self._admitted
+
+    def reserve(self) -> Slot:
+        """A place in the queue, or QueueFull at once."""
+        if self._stopped:
+            raise ShuttingDown("the service is shutting down")
+        if self._admitted >= self.max_queue:
+            raise QueueFull(f"the queue is full ({self.max_queue} requests waiting)")
+        self._admitted += 1
+        self.metrics.queue_depth.set(self._admitted)
+        return Slot(self)
+
+    def _release(self) -> None:
+        self._admitted -= 1
+        self.metrics.queue_depth.set(self._admitted)
+
+    def _enqueue(self, item: WorkItem) -> None:
+        if self._stopped:
+            raise ShuttingDown("the service is shutting down")
+        self._queue.append(item)
+        self._arrived.set()
+
+    def withdraw(self, item: WorkItem) -> bool:
+        """Take a still-queued item out so it is never computed; False if it already started."""
+        if item.state is not State.QUEUED:
+            return False
+        item.state = State.DONE
+        item.slot.release()
+        item.future.cancel()
+        # Not found: it sits in a batch being collected, which skips it.
+        with contextlib.suppress(ValueError):
+            self._queue.remove(item)
+        return True
+
+    async def wait(self, item: WorkItem, abandoned: asyncio.Future | None = None) -> RetouchResult:
+        """The item's result. Raises DeadlineExceeded if it is still queued at its deadline and
+        ClientGone if `abandoned` (the client's disconnect) completes first; either way a
+        queued item is withdrawn and never computed. The deadline bounds the wait for a
+        replica: an item already running is finished."""
+        waiters: set[asyncio.Future] = {item.future}
+        if abandoned is not None:
+            waiters.add(abandoned)
+        try:
+            timeout = max(0.0, item.deadline - time.monotonic())
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if item.future in done:
+                return item.future.result()
+            if done:  # the client went away
+                raise ClientGone("queued" if self.withdraw(item) else "running")
+            if self.withdraw(item):
+                raise DeadlineExceeded("the request waited for a replica past its deadline")
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if item.future in done:
+                return item.future.result()
+            raise ClientGone("running")
+        finally:
+            # Cancelled from outside (server shutting down): never leave the item queued.
+            self.withdraw(item)
+
+    def start(self) -> None:
+        """Start one dispatcher task per replica (call from the event loop)."""
+        for worker in self.workers:
+            worker.task = asyncio.create_task(self._serve(worker), name=f"abpn-{worker.name}")
+
+    async def warm_up(self) -> None:
+        """Run each replica's warm-up batch on its own thread, all replicas at once."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(w.executor, w.engine.warmup) for w in self.workers)
+        )
+
+    async def stop(self) -> None:
+        """Stop the workers; requests still queued get ShuttingDown."""
+        self._stopped = True
+        tasks = [w.task for w in self.workers if w.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while self._queue:
+            item = self._queue.popleft()
+            if item.state is State.QUEUED:
+                self._finish(item, ShuttingDown("the service stopped before this request ran"))
+        for worker in self.workers:
+            # A batch already running finishes on its thread; nothing new starts.
+            worker.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _finish(self, item: WorkItem, outcome: RetouchResult | BaseException) -> None:
+        if item.state is State.QUEUED:
+            item.slot.release()
+        item.state = State.DONE
+        if item.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)
+
+    async def _serve(self, worker: _Worker) -> None:
+        while True:
+            batch = await self._collect()
+            if batch:
+                await self._run(worker, batch)
+
+    def _pop(self) -> WorkItem | None:
+        """The oldest queued item, skipping (and failing) any whose deadline passed."""
+        while self._queue:
+            item = self._queue.popleft()
+            if item.state is not State.QUEUED:
+                continue
+            if time.monotonic() > item.deadline:
+                self._finish(item, DeadlineExceeded("the request waited past its deadline"))
+                continue
+            return item
+        return None
+
+    async def _collect(self) -> list[WorkItem]:
+        """Wait for a first item, then up to max_batch_wait_s after it arrived for more."""
+        batch: list[WorkItem] = []
+        try:
+            while (first := self._pop()) is None:
+                self._arrived.clear()
+                await self._arrived.wait()
+            batch.append(first)
+            closes_at = first.enqueued_at + self.max_batch_wait_s
+            while len(batch) < self.max_batch_size:
+                item = self._pop()
+                if item is not None:
+                    batch.append(item)
+                    continue
+                remaining = closes_at - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+        except asyncio.CancelledError:
+            # Stopping mid-collection: hand the items back so that stop() answers them.
+            self._queue.extendleft(reversed(batch))
+            raise
+        return [item for item in batch if self._start(item)]
+
+    def _start(self, item: WorkItem) -> bool:
+        if item.state is not State.QUEUED:
+            return False  # withdrawn while the batch was being collected
+        now = time.monotonic()
+        if now > item.deadline:
+            self._finish(item, DeadlineExceeded("the request waited past its deadline"))
+            return False
+        item.state = State.RUNNING
+        item.slot.release()
+        item.queue_seconds = now - item.enqueued_at
+        self.metrics.queue_wait_seconds.observe(item.queue_seconds)
+        return True
+
+    async def _run(self, worker: _Worker, batch: list[WorkItem]) -> None:
+        self.metrics.batch_size.labels(worker.name).observe(len(batch))
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            outcomes = await loop.run_in_executor(worker.executor, _compute, worker.engine, batch)
+        except asyncio.CancelledError:
+            for item in batch:
+                self._finish(item, ShuttingDown("the service stopped while this request ran"))
+            raise
+        seconds = time.perf_counter() - started
+        self.metrics.model_seconds.labels(worker.name).observe(seconds)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            item.model_seconds = seconds
+            if not isinstance(outcome, BaseException):
+                self.metrics.pixels.inc(item.image.shape[0] * item.image.shape[1])
+            self._finish(item, outcome)
+
+
+def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | BatcherError]:
+    """Run one batch on the replica's thread; a failed batch is re-run one image at a time, so
+    that one bad image, or a batch too big for the device, fails no other request."""
+    try:
+        return list(
+            engine.retouch_batch(
+                [item.image for item in batch],
+                [item.strength for item in batch],
+                return_mask=any(item.return_mask for item in batch),
+            )
+        )
+    except Exception as exc:
+        if len(batch) == 1:
+            return [_model_error(exc, engine)]
+        if _is_out_of_memory(exc):
+            _free_cached_memory(engine)
+        logger.warning(
+            "batch failed; retrying its images one at a time",
+            extra={"batch_size": len(batch), "device": str(engine.device), "error": str(exc)},
+        )
+        return [_compute(engine, [item])[0] for item in batch]
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    # The CPU allocator reports exhaustion as a plain RuntimeError.
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _free_cached_memory(engine: Engine) -> None:
+    if engine.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _model_error(exc: Exception, engine: Engine) -> BatcherError:
+    if _is_out_of_memory(exc):
+        _free_cached_memory(engine)
+        return ModelOutOfMemory(f"{engine.device} ran out of memory for this image")
+    logger.error("the model failed on an image", exc_info=exc)
+    return ModelFailed("the model failed on this image")

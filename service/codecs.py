@@ -1,0 +1,66 @@
+"""Decoding and encoding in a bounded thread pool, never on the event loop. Decoding checks the
+size in the header before any pixel is decoded (model.photo.decode)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from model import photo
+from model.engine import RetouchResult
+from model.photo import Photo
+from service.metrics import Metrics
+
+
+class Codecs:
+    """Runs model.photo on `threads` threads and times it into the metrics."""
+
+    def __init__(self, threads: int, metrics: Metrics) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="abpn-codec")
+        self._metrics = metrics
+
+    async def decode(self, data: bytes, max_pixels: int) -> tuple[Photo, float]:
+        """Decode `data` (PhotoError on bad or oversized input); returns the photo and seconds."""
+        started = time.perf_counter()
+        decoded = await asyncio.get_running_loop().run_in_executor(
+            self._pool, photo.decode, data, max_pixels
+        )
+        seconds = time.perf_counter() - started
+        self._metrics.decode_seconds.observe(seconds)
+        return decoded, seconds
+
+    async def encode(
+        self,
+        source: Photo,
+        result: RetouchResult,
+        *,
+        fmt: str | None,
+        quality: int | None,
+        mask: bool,
+    ) -> tuple[bytes, str, float]:
+        """Encode the retouched image (or its mask) with the source's alpha, ICC profile and
+        EXIF; returns the bytes, their media type and seconds."""
+        fmt = fmt or source.format
+        started = time.perf_counter()
+        data = await asyncio.get_running_loop().run_in_executor(
+            self._pool, _render, source, result, fmt, quality, mask
+        )
+        seconds = time.perf_counter() - started
+        self._metrics.encode_seconds.observe(seconds)
+        return data, photo.MEDIA_TYPES[fmt], seconds
+
+    def close(self) -> None:
+        """Stop the threads once the work queued on them is done."""
+        self._pool.shutdown(wait=False)
+
+
+def _render(
+    source: Photo, result: RetouchResult, fmt: str, quality: int | None, mask: bool
+) -> bytes:
+    if mask:
+        if result.mask is None:
+            raise RuntimeError("the engine returned no mask")
+        return photo.encode_mask(result.mask, fmt, quality)
+    return photo.encode(dataclasses.replace(source, rgb=result.image), fmt, quality)

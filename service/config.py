@@ -1,0 +1,87 @@
+"""Service settings, read from ABPN_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EIGHT_K_PIXELS = 7680 * 5120
+"""8K at the 3:2 aspect of most cameras, about 39 MP: the default pixel limit."""
+
+
+def _default_codec_threads() -> int:
+    # Decoding and encoding an 8K photo both take a core for a while; more threads than cores
+    # only add memory held by images in flight.
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Each field `name` is read from `ABPN_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="ABPN_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    """Interface to listen on."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port to listen on."""
+    weights: str | None = None
+    """Weights to serve: unset for the shipped default, "random" for a seeded random network
+    (tests), or a path to a .safetensors checkpoint."""
+    devices: str = "auto"
+    """Comma-separated torch devices, one model replica each ("cpu", "cuda:0,cuda:1"); "auto"
+    is one replica per CUDA device, or the CPU when there is none."""
+    max_batch_size: int = Field(8, ge=1, le=256)
+    """Most requests one model call takes; 1 turns batching off."""
+    max_batch_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    """Longest a batch waits for more requests after its first one arrived."""
+    max_queue: int = Field(64, ge=1)
+    """Most admitted requests waiting for a replica; beyond it requests get 503 at once."""
+    request_timeout_s: float = Field(30.0, gt=0)
+    """Deadline from arrival; a request still waiting for a replica past it gets 504. Clients
+    may lower it per request with the X-Request-Timeout header."""
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    """Largest request body accepted (413 beyond)."""
+    max_pixels: int = Field(EIGHT_K_PIXELS, ge=1)
+    """Largest image (width x height) accepted, read from the header before decoding (413)."""
+    codec_threads: int = Field(default_factory=_default_codec_threads, ge=1)
+    """Threads that decode and encode images (never the event loop)."""
+    drain_timeout_s: float = Field(30.0, gt=0)
+    """On SIGTERM, how long accepted requests get to finish before the process exits."""
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """Level of the JSON log lines."""
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _empty_weights_is_default(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(cls, value: str) -> str:
+        value = value.strip()
+        if value == "auto":
+            return value
+        names = [name.strip() for name in value.split(",")]
+        for name in names:
+            if name != "cpu" and not (
+                name.startswith("cuda") and (name == "cuda" or name[5:].isdigit())
+            ):
+                raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
+        return ",".join(names)
+
+    def device_list(self) -> list[str]:
+        """The devices to put a replica on, with "auto" resolved."""
+        if self.devices != "auto":
+            return self.devices.split(",")
+        import torch  # imported here so that reading settings stays cheap
+
+        count = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(count)] if count else ["cpu"]

@@ -1,0 +1,106 @@
+"""The service's phase (starting, ready, draining, failed) and the requests in flight, which is
+what readiness answers from and what a drain waits for."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from service.errors import ServiceError, unavailable
+from service.metrics import Metrics
+
+logger = logging.getLogger("abpn.lifecycle")
+
+
+class Phase(enum.Enum):
+    """Where the service is in its life."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    FAILED = "failed"
+
+
+class Lifecycle:
+    """Phase and in-flight bookkeeping, used from the event loop only."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.phase = Phase.STARTING
+        self.failure: str | None = None
+        self.metrics = metrics
+        self.in_flight = 0
+        self.drain_deadline = math.inf
+        """time.monotonic() by which the drain ends; set by begin_drain."""
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def mark_ready(self) -> None:
+        """Every replica is loaded and warmed up (ignored once draining)."""
+        if self.phase is Phase.STARTING:
+            self.phase = Phase.READY
+            logger.info("ready")
+
+    def mark_failed(self, reason: str) -> None:
+        """Start-up failed: liveness turns 503 so the orchestrator restarts the process."""
+        self.phase = Phase.FAILED
+        self.failure = reason
+
+    def begin_drain(self, timeout_s: float) -> None:
+        """Turn readiness and new requests away (503); requests in flight carry on until
+        `drain_deadline`, `timeout_s` from the first call."""
+        if self.phase is not Phase.DRAINING:
+            self.phase = Phase.DRAINING
+            self.drain_deadline = time.monotonic() + timeout_s
+            logger.info("draining", extra={"in_flight": self.in_flight, "timeout_s": timeout_s})
+
+    def drain_remaining(self) -> float:
+        """Seconds left of the drain (0 once it is over; meaningful while draining)."""
+        return max(0.0, self.drain_deadline - time.monotonic())
+
+    def liveness_error(self) -> ServiceError | None:
+        """Why the process should be restarted, or None while it is healthy."""
+        if self.phase is Phase.FAILED:
+            return ServiceError(503, "failed", f"the service failed to start: {self.failure}")
+        return None
+
+    def readiness_error(self) -> ServiceError | None:
+        """Why new work is refused now, or None when the service takes it."""
+        if self.phase is Phase.READY:
+            return None
+        if self.phase is Phase.DRAINING:
+            error = unavailable(
+                "draining", "the service is shutting down; retry on another replica"
+            )
+            # Keep-alive clients should reconnect, and so reach a replica that is not leaving.
+            error.headers["Connection"] = "close"
+            return error
+        if self.phase is Phase.FAILED:
+            return self.liveness_error()
+        return unavailable("not_ready", "the model is still loading or warming up")
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Count a request as in flight for the duration of the block."""
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.set(self.in_flight)
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False if `timeout` seconds pass first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True

@@ -1,0 +1,54 @@
+"""JSON log lines, each with the id of the request it belongs to."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "abpn_request_id", default=None
+)
+"""Id of the request being handled by the current task (set by the middleware)."""
+
+# Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as a single JSON line."""
+        line: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid:
+            line["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key != "request_id":
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure(level: str = "info") -> None:
+    """Send every log record (uvicorn's included) to stderr as JSON lines at `level`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # uvicorn's own handlers would print plain text; let records reach the root instead.
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

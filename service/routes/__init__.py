@@ -1,0 +1,1 @@
+"""HTTP routes: thin, validation and HTTP only; the work happens in codecs and the batcher."""

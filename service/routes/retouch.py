@@ -1,0 +1,157 @@
+"""POST /v1/retouch: validate, read the image, then decode -> batch -> encode."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from model.engine import MAX_STRENGTH
+from model.photo import MEDIA_TYPES
+from service import errors
+from service.batcher import ClientGone, DeadlineExceeded
+from service.runtime import RuntimeDep
+from service.upload import check_headers, read_upload, watch_disconnect
+
+router = APIRouter(tags=["retouch"])
+
+_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+
+
+class RetouchParams(BaseModel):
+    """Parameters, from the query string or from multipart form fields (form wins)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    strength: float = Field(
+        1.0,
+        ge=0.0,
+        le=MAX_STRENGTH,
+        description="0 returns the input unchanged, 1 the model's retouch, up to 1.5 more.",
+    )
+    format: Literal["jpeg", "png", "webp", "tiff"] | None = Field(
+        None, description="Output format; default: the input's."
+    )
+    quality: int | None = Field(
+        None, ge=1, le=100, description="JPEG/WebP quality (default 90); PNG/TIFF are lossless."
+    )
+    output: Literal["image", "mask"] = Field(
+        "image", description="`image`: the retouched photo; `mask`: the greyscale retouch mask."
+    )
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return _FORMAT_ALIASES.get(value, value)
+        return value
+
+
+def _merge_form(params: RetouchParams, fields: dict[str, str]) -> RetouchParams:
+    given = {k: v for k, v in fields.items() if k in RetouchParams.model_fields}
+    if not given:
+        return params
+    try:
+        return RetouchParams.model_validate({**params.model_dump(exclude_unset=True), **given})
+    except ValidationError as exc:
+        located = [{**e, "loc": ("form", *e["loc"])} for e in exc.errors()]
+        raise errors.ServiceError(
+            422, "invalid_parameter", errors.validation_message(located)
+        ) from exc
+
+
+def _server_timing(**seconds: float) -> str:
+    return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())
+
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The photo as the raw body, or as the multipart form field `image` "
+        "(parameters may then be form fields too). At most ABPN_MAX_BODY_BYTES bytes and "
+        "ABPN_MAX_PIXELS pixels.",
+        "content": {
+            **{media: _BINARY for media in MEDIA_TYPES.values()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "strength": {"type": "number", "minimum": 0, "maximum": MAX_STRENGTH},
+                        "format": {"type": "string", "enum": list(MEDIA_TYPES)},
+                        "quality": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "output": {"type": "string", "enum": ["image", "mask"]},
+                    },
+                }
+            },
+        },
+    }
+}
+_OK = {
+    200: {
+        "description": "The retouched photo (or mask): EXIF orientation applied, ICC profile, "
+        "EXIF and alpha kept where the format allows.",
+        "content": {media: _BINARY for media in MEDIA_TYPES.values()},
+        "headers": {
+            "X-Request-ID": {"description": "The client's, echoed, or a new one."},
+            "Server-Timing": {"description": "queue, decode, model and encode, in ms."},
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/retouch",
+    summary="Retouch a portrait",
+    response_class=Response,
+    responses={**_OK, **errors.responses(400, 413, 415, 422, 500, 503, 504)},
+    openapi_extra=_REQUEST_BODY,
+)
+async def retouch(
+    request: Request,
+    runtime: RuntimeDep,
+    params: Annotated[RetouchParams, Query()],
+    x_request_timeout: Annotated[
+        float | None,
+        Header(gt=0, description="Seconds; lowers the deadline (ABPN_REQUEST_TIMEOUT_S)."),
+    ] = None,
+) -> Response:
+    """Retouch one photo. The request waits in a bounded queue for a model replica and is
+    batched with others; it is refused at once (503) when the queue is full, answered 504 if
+    it is still queued at its deadline, and dropped, never computed, if its client goes away
+    while it is queued."""
+    settings = runtime.settings
+    refusal = runtime.lifecycle.readiness_error()
+    if refusal is not None:
+        raise refusal
+    with runtime.lifecycle.track():
+        kind = check_headers(request, settings.max_body_bytes)
+        timeout = min(x_request_timeout or settings.request_timeout_s, settings.request_timeout_s)
+        deadline = request.state.arrived_at + timeout
+        with runtime.batcher.reserve() as slot:
+            upload = await read_upload(request, kind, settings.max_body_bytes)
+            params = _merge_form(params, upload.fields)
+            disconnected = watch_disconnect(request)
+            try:
+                source, decode_s = await runtime.codecs.decode(upload.data, settings.max_pixels)
+                del upload  # the encoded bytes are not needed any more: free them early
+                if disconnected.done():
+                    raise ClientGone("decode")
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded("the deadline passed while decoding")
+                item = slot.submit(source.rgb, params.strength, params.output == "mask", deadline)
+                result = await runtime.batcher.wait(item, disconnected)
+            finally:
+                disconnected.cancel()
+        body, media_type, encode_s = await runtime.codecs.encode(
+            source, result, fmt=params.format, quality=params.quality, mask=params.output == "mask"
+        )
+    timing = _server_timing(
+        queue=item.queue_seconds, decode=decode_s, model=item.model_seconds, encode=encode_s
+    )
+    return Response(body, media_type=media_type, headers={"Server-Timing": timing})

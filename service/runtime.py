@@ -1,0 +1,93 @@
+"""Everything a request handler needs, built once per app: settings, metrics, lifecycle, the
+codec pool and the batcher over one model replica per device."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from model.engine import RetouchEngine
+from model.weights import WeightsInfo, load_model
+from service.batcher import Batcher
+from service.codecs import Codecs
+from service.config import Settings
+from service.lifecycle import Lifecycle
+from service.metrics import Metrics
+
+logger = logging.getLogger("abpn.runtime")
+
+
+class Runtime:
+    """The app's long-lived state. `start` loads the replicas, `warm_up` makes the service
+    ready, `stop` releases everything."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.lifecycle = Lifecycle(self.metrics)
+        self.codecs = Codecs(settings.codec_threads, self.metrics)
+        self.devices = settings.device_list()
+        self.info: WeightsInfo | None = None
+        self._batcher: Batcher | None = None
+
+    @property
+    def batcher(self) -> Batcher:
+        """The batcher; exists once `start` returned."""
+        if self._batcher is None:
+            raise RuntimeError("the runtime has not started")
+        return self._batcher
+
+    async def start(self) -> None:
+        """Load the weights and put one replica on each device, off the event loop. A missing
+        or broken checkpoint raises, so the process fails fast with the reason."""
+        loaded = await asyncio.to_thread(load_model, self.settings.weights)
+        self.info = loaded.info
+        engines = await asyncio.gather(
+            *(asyncio.to_thread(RetouchEngine, loaded.model, device) for device in self.devices)
+        )
+        self.metrics.model_info.labels(
+            loaded.info.name, loaded.info.version, loaded.info.sha256
+        ).set(1)
+        self._batcher = Batcher(
+            engines,
+            max_batch_size=self.settings.max_batch_size,
+            max_batch_wait_s=self.settings.max_batch_wait_ms / 1000.0,
+            max_queue=self.settings.max_queue,
+            metrics=self.metrics,
+        )
+        self._batcher.start()
+        logger.info(
+            "replicas loaded",
+            extra={
+                "devices": self.devices,
+                "weights": loaded.info.name,
+                "sha256": loaded.info.sha256,
+            },
+        )
+
+    async def warm_up(self) -> None:
+        """Run a warm-up batch on every replica, then report ready (or failed)."""
+        try:
+            await self.batcher.warm_up()
+        except Exception as exc:
+            logger.exception("warm-up failed")
+            self.lifecycle.mark_failed(f"warm-up failed: {exc}")
+            return
+        self.lifecycle.mark_ready()
+
+    async def stop(self) -> None:
+        """Stop the workers and the codec pool."""
+        if self._batcher is not None:
+            await self._batcher.stop()
+        self.codecs.close()
+
+
+def get_runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the app's Runtime."""
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

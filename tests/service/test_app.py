@@ -1,0 +1,324 @@
+"""The app through httpx's ASGI transport, on the random-weights network: the API, metadata
+handling, every error with its status and JSON shape, batching, readiness and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from asgi_support import decoded, encoded, metric_value, picture, running, wait_until
+from PIL import Image, ImageCms
+
+from model.weights import DEFAULT_WEIGHTS
+from service.app import create_app
+from service.config import Settings
+from service.logging import JsonFormatter
+
+pytestmark = pytest.mark.anyio
+
+PNG = {"content-type": "image/png"}
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])
+async def test_round_trip_keeps_format_and_size(fmt: str) -> None:
+    async with running() as (_, client):
+        body = encoded(picture(), fmt.upper())
+        r = await client.post("/v1/retouch", content=body, headers={"content-type": f"image/{fmt}"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == f"image/{fmt}"
+    img = decoded(r.content)
+    assert img.format == fmt.upper() and img.size == (64, 48)
+    assert {"queue", "decode", "model", "encode"} <= {
+        part.split(";")[0].strip() for part in r.headers["server-timing"].split(",")
+    }
+    assert len(r.headers["x-request-id"]) >= 16
+
+
+async def test_parameters_from_query_and_form() -> None:
+    async with running() as (_, client):
+        body = encoded(picture())
+        r = await client.post(
+            "/v1/retouch?format=jpg&quality=70",
+            content=body,
+            headers={"x-request-id": "req-1"} | PNG,
+        )
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "image/jpeg"
+        assert r.headers["x-request-id"] == "req-1"
+        r = await client.post(
+            "/v1/retouch?format=png",
+            files={"image": ("photo.png", body, "image/png")},
+            data={"format": "webp", "output": "mask"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/webp"
+        assert decoded(r.content).size == (64, 48)
+        r = await client.post(
+            "/v1/retouch", files={"image": ("x", body, "application/octet-stream")}
+        )
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+async def test_strength_zero_returns_the_input_and_mask_is_grey() -> None:
+    pixels = picture()
+    async with running() as (_, client):
+        r = await client.post("/v1/retouch?strength=0", content=encoded(pixels), headers=PNG)
+        assert r.status_code == 200
+        np.testing.assert_array_equal(np.asarray(decoded(r.content)), pixels)
+        r = await client.post("/v1/retouch?output=mask", content=encoded(pixels), headers=PNG)
+        assert decoded(r.content).mode == "L"
+
+
+async def test_orientation_icc_and_alpha_survive() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: the output must be upright, 48 wide and 64 high
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    jpeg = encoded(picture(), "JPEG", exif=exif.tobytes(), icc_profile=icc)
+    alpha = np.tile(np.arange(64, dtype=np.uint8) * 3, (48, 1))
+    rgba = encoded(np.dstack([picture(), alpha]))
+    async with running() as (_, client):
+        r = await client.post("/v1/retouch", content=jpeg, headers={"content-type": "image/jpeg"})
+        out = decoded(r.content)
+        assert out.size == (48, 64)
+        assert out.info.get("icc_profile") == icc
+        assert out.getexif().get(0x0112) == 1
+        r = await client.post("/v1/retouch", content=rgba, headers=PNG)
+        out = decoded(r.content)
+        assert out.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(out)[:, :, 3], alpha)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 99))
+
+
+async def test_every_error_has_its_status_and_json_shape() -> None:
+    png = encoded(picture())
+    cases = [
+        ({"content": png}, 415, "unsupported_media_type"),
+        ({"content": png, "headers": {"content-type": "text/plain"}}, 415, None),
+        ({"content": encoded(picture(), "GIF"), "headers": PNG}, 415, None),
+        ({"content": b"", "headers": PNG}, 400, "invalid_image"),
+        ({"content": b"\x89PNG\r\n\x1a\nnonsense", "headers": PNG}, 400, "invalid_image"),
+        ({"content": png[: len(png) // 2], "headers": PNG}, 400, "invalid_image"),
+        ({"content": _png_claiming(100_000, 100_000), "headers": PNG}, 413, "image_too_large"),
+        ({"content": b"x" * 30_000, "headers": PNG}, 413, "body_too_large"),
+        ({"content": png, "headers": PNG, "params": {"strength": "2"}}, 422, "invalid_parameter"),
+        ({"content": png, "headers": PNG, "params": {"strength": "nan"}}, 422, None),
+        ({"content": png, "headers": PNG, "params": {"quality": "0"}}, 422, None),
+        ({"content": png, "headers": PNG, "params": {"format": "gif"}}, 422, None),
+        ({"content": png, "headers": PNG, "params": {"output": "both"}}, 422, None),
+        ({"content": png, "headers": {"x-request-timeout": "-1"} | PNG}, 422, None),
+        ({"files": {"other": ("a.png", png, "image/png")}}, 422, None),
+        ({"files": {"image": ("a.txt", b"hi", "text/plain")}}, 415, None),
+        (
+            {"files": {"image": ("a.png", png, "image/png")}, "data": {"strength": "9"}},
+            422,
+            "invalid_parameter",
+        ),
+    ]
+    async with running(max_body_bytes=20_000) as (_, client):
+        for kwargs, status, code in cases:
+            r = await client.post("/v1/retouch", **kwargs)
+            assert r.status_code == status, (kwargs.get("params"), r.text)
+            body = r.json()
+            assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+            assert code is None or body["error"]["code"] == code, body
+        r = await client.get("/nowhere")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        r = await client.get("/v1/retouch")
+        assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+        metrics = (await client.get("/metrics")).text
+    assert metric_value(metrics, "abpn_requests_rejected_total", reason="body_too_large") == 1
+    assert metric_value(metrics, "abpn_batch_size_count", device="cpu") == 0
+
+
+async def test_body_limit_is_enforced_while_streaming() -> None:
+    sent = 0
+
+    async def chunks():
+        nonlocal sent
+        for _ in range(100):
+            sent += 1000
+            yield b"\0" * 1000
+
+    async with running(max_body_bytes=4000) as (_, client):
+        r = await client.post("/v1/retouch", content=chunks(), headers=PNG)
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "body_too_large"
+        r = await client.post(
+            "/v1/retouch", files={"image": ("a.png", b"\0" * 10_000, "image/png")}
+        )
+        assert r.status_code == 413
+        big = httpx.Request("POST", "http://abpn/v1/retouch", headers=PNG, content=b"")
+        big.headers["content-length"] = str(10**9)
+        r = await client.send(big)
+        assert r.status_code == 413
+
+
+async def test_concurrent_requests_form_batches() -> None:
+    async with running(max_batch_size=8, max_batch_wait_ms=200) as (_, client):
+        bodies = [encoded(picture(seed=i)) for i in range(8)]
+        responses = await asyncio.gather(
+            *(client.post("/v1/retouch", content=b, headers=PNG) for b in bodies)
+        )
+        assert [r.status_code for r in responses] == [200] * 8
+        metrics = (await client.get("/metrics")).text
+    count = metric_value(metrics, "abpn_batch_size_count", device="cpu")
+    total = metric_value(metrics, "abpn_batch_size_sum", device="cpu")
+    assert total == 8 and count < 8, (count, total)
+    assert metric_value(metrics, "abpn_pixels_processed_total") == 8 * 64 * 48
+    assert metric_value(metrics, "abpn_queue_depth") == 0
+    assert metric_value(metrics, "abpn_in_flight_requests") == 0
+    assert (
+        metric_value(
+            metrics, "abpn_requests_total", route="/v1/retouch", method="POST", status="200"
+        )
+        == 8
+    )
+
+
+async def test_queue_full_and_deadline_while_the_replica_is_busy() -> None:
+    """A large image keeps the only replica busy; the one queue place is then taken by a small
+    image, so a third request is refused at once, and a short deadline expires in the queue."""
+    async with running(max_batch_size=1, max_queue=1) as (app, client):
+        runtime = app.state.runtime
+        big = asyncio.create_task(
+            client.post("/v1/retouch", content=encoded(picture(600, 800)), headers=PNG)
+        )
+        await wait_until(lambda: runtime.lifecycle.in_flight == 1 and runtime.batcher.depth == 0)
+        small = encoded(picture())
+        late = await client.post(
+            "/v1/retouch", content=small, headers={"x-request-timeout": "0.05"} | PNG
+        )
+        assert late.status_code == 504, late.text
+        assert late.json()["error"]["code"] == "deadline_exceeded"
+        queued = asyncio.create_task(client.post("/v1/retouch", content=small, headers=PNG))
+        await wait_until(lambda: runtime.batcher.depth == 1)
+        refused = await client.post("/v1/retouch", content=small, headers=PNG)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "queue_full"
+        assert refused.headers["retry-after"] == "1"
+        assert not big.done(), "the large image finished too early for this test to hold"
+        assert (await big).status_code == 200
+        assert (await queued).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert metric_value(metrics, "abpn_requests_timed_out_total") == 1
+    assert metric_value(metrics, "abpn_requests_rejected_total", reason="queue_full") == 1
+    assert metric_value(metrics, "abpn_batch_size_count", device="cpu") == 2
+
+
+async def test_readiness_and_drain() -> None:
+    app = create_app(Settings(weights="random", devices="cpu"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://abpn") as client:
+        r = await client.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        r = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert (await client.get("/healthz")).status_code == 200
+        async with app.router.lifespan_context(app):
+            lifecycle = app.state.runtime.lifecycle
+            await wait_until(lambda: lifecycle.phase.value == "ready")
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            lifecycle.begin_drain(30)
+            r = await client.get("/readyz")
+            assert r.status_code == 503 and r.json()["error"]["code"] == "draining"
+            r = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+            assert r.status_code == 503 and r.headers["connection"] == "close"
+            assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_models_metrics_and_docs() -> None:
+    async with running(max_batch_size=4) as (_, client):
+        card = (await client.get("/v1/models")).json()
+        assert card["name"] == "abpn-random" and card["devices"] == ["cpu"]
+        assert card["batching"]["max_batch_size"] == 4
+        assert card["weights_sha256"]
+        metrics = await client.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        for name in (
+            "abpn_requests_total",
+            "abpn_request_duration_seconds",
+            "abpn_queue_wait_seconds",
+            "abpn_decode_seconds",
+            "abpn_model_seconds",
+            "abpn_encode_seconds",
+            "abpn_batch_size",
+            "abpn_queue_depth",
+            "abpn_in_flight_requests",
+            "abpn_pixels_processed_total",
+            "abpn_requests_rejected_total",
+            "abpn_requests_timed_out_total",
+            "abpn_requests_cancelled_total",
+            "abpn_model_info",
+        ):
+            types = (f"# TYPE {name} ", f"# TYPE {name.removesuffix('_total')} ")
+            assert any(t in metrics.text for t in types), name
+        assert 'abpn_model_info{name="abpn-random"' in metrics.text
+        assert (await client.get("/docs")).status_code == 200
+        spec = (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/v1/retouch"]["post"]
+    assert {"200", "400", "413", "415", "422", "503", "504"} <= set(operation["responses"])
+    assert "multipart/form-data" in operation["requestBody"]["content"]
+    assert {"/healthz", "/readyz", "/metrics", "/v1/models"} <= set(spec["paths"])
+
+
+async def test_two_apps_in_one_process_have_their_own_metrics() -> None:
+    async with running() as (_, first), running() as (_, second):
+        await first.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+        text = (await second.get("/metrics")).text
+    assert metric_value(text, "abpn_pixels_processed_total") == 0
+
+
+async def test_log_lines_are_json_with_the_request_id(caplog) -> None:
+    async with running() as (_, client):
+        with caplog.at_level("INFO", logger="abpn.access"):
+            await client.post(
+                "/v1/retouch", content=b"", headers={"x-request-id": "trace-me"} | PNG
+            )
+    (record,) = [r for r in caplog.records if r.name == "abpn.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "trace-me" and line["status"] == 400
+
+
+def test_settings_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("ABPN_MAX_BATCH_SIZE", "3")
+    monkeypatch.setenv("ABPN_WEIGHTS", "")
+    monkeypatch.setenv("ABPN_LOG_LEVEL", "DEBUG")
+    settings = Settings()
+    assert settings.max_batch_size == 3 and settings.weights is None
+    assert settings.log_level == "debug"
+    assert Settings().max_pixels == 7680 * 5120 and Settings().max_body_bytes == 32 << 20
+    assert Settings(devices="cpu, cuda:1").device_list() == ["cpu", "cuda:1"]
+    with pytest.raises(ValueError):
+        Settings(devices="gpu0")
+    with pytest.raises(ValueError):
+        Settings(max_batch_size=0)
+
+
+def test_image_helper_is_deterministic() -> None:
+    assert io.BytesIO(encoded(picture())).getvalue() == encoded(picture())
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="the shipped weights are not trained yet")
+async def test_shipped_weights_are_served_by_default() -> None:
+    recorded = DEFAULT_WEIGHTS.with_suffix(".sha256").read_text().split()[0]
+    async with running(weights=None) as (_, client):
+        card = (await client.get("/v1/models")).json()
+        assert card["weights_sha256"] == recorded
+        r = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+        assert r.status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert metric_value(metrics, "abpn_model_info", weights_sha256=recorded) == 1

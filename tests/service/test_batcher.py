@@ -1,0 +1,264 @@
+"""The batcher on its own, with stand-in replicas whose timing the tests control (a gate the
+worker thread waits on), so batching, deadlines, withdrawal and error isolation are checked
+deterministically."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from model.engine import RetouchResult
+from service.batcher import (
+    Batcher,
+    ClientGone,
+    DeadlineExceeded,
+    ModelFailed,
+    ModelOutOfMemory,
+    QueueFull,
+    ShuttingDown,
+    State,
+)
+from service.metrics import Metrics
+
+pytestmark = pytest.mark.anyio
+
+POISON = 13  # a first pixel of this value makes the stand-in replica fail on that image
+
+
+class StandIn:
+    """Answers every image with a copy of itself, recording the batch sizes it was given."""
+
+    def __init__(self, device: str = "cpu", oom_above: int | None = None) -> None:
+        self.device = torch.device(device)
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.oom_above = oom_above
+
+    def retouch_batch(
+        self,
+        images: Sequence[np.ndarray],
+        strengths: Sequence[float] | float = 1.0,
+        return_mask: bool = False,
+    ) -> list[RetouchResult]:
+        self.entered.set()
+        assert self.gate.wait(10), "test gate never opened"
+        self.batches.append(len(images))
+        if self.oom_above is not None and len(images) > self.oom_above:
+            raise torch.OutOfMemoryError("CUDA out of memory (stand-in)")
+        if any(int(img[0, 0, 0]) == POISON for img in images):
+            raise ValueError("poisoned image")
+        return [RetouchResult(image=img.copy(), mask=None, timings={}) for img in images]
+
+    def warmup(self) -> None:
+        self.retouch_batch([np.zeros((4, 4, 3), np.uint8)])
+
+
+def _image(value: int = 0) -> np.ndarray:
+    return np.full((4, 6, 3), value, np.uint8)
+
+
+def _batcher(*engines: StandIn, **overrides: float) -> Batcher:
+    options = {"max_batch_size": 4, "max_batch_wait_s": 0.05, "max_queue": 16, **overrides}
+    return Batcher(list(engines) or [StandIn()], metrics=Metrics(), **options)  # type: ignore[arg-type]
+
+
+async def _submit(batcher: Batcher, value: int = 0, deadline_s: float = 30.0):
+    slot = batcher.reserve()
+    return slot, slot.submit(_image(value), 1.0, False, time.monotonic() + deadline_s)
+
+
+async def _wait_entered(engine: StandIn) -> None:
+    ok = await asyncio.to_thread(engine.entered.wait, 10)
+    assert ok, "the replica was never called"
+
+
+async def test_concurrent_items_share_a_batch() -> None:
+    engine = StandIn()
+    batcher = _batcher(engine)
+    batcher.start()
+    items = [(await _submit(batcher, i))[1] for i in range(4)]
+    results = await asyncio.gather(*(batcher.wait(item) for item in items))
+    assert [int(r.image[0, 0, 0]) for r in results] == [0, 1, 2, 3]
+    assert engine.batches == [4]
+    assert batcher.depth == 0
+    await batcher.stop()
+
+
+async def test_batches_stop_at_max_size_and_wait_at_most_max_wait() -> None:
+    engine = StandIn()
+    batcher = _batcher(engine, max_batch_size=3, max_batch_wait_s=0.02)
+    batcher.start()
+    items = [(await _submit(batcher))[1] for _ in range(7)]
+    started = time.monotonic()
+    await asyncio.gather(*(batcher.wait(item) for item in items))
+    assert engine.batches == [3, 3, 1]
+    lone = (await _submit(batcher))[1]
+    await batcher.wait(lone)
+    assert engine.batches[-1] == 1
+    assert time.monotonic() - started < 5
+    await batcher.stop()
+
+
+async def test_items_arriving_while_the_replica_works_form_the_next_batch() -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=8, max_batch_wait_s=0.0)
+    batcher.start()
+    first = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    later = [(await _submit(batcher))[1] for _ in range(5)]
+    engine.gate.set()
+    await asyncio.gather(batcher.wait(first), *(batcher.wait(i) for i in later))
+    assert engine.batches == [1, 5]
+    await batcher.stop()
+
+
+async def test_queue_full_is_refused_at_once_and_slots_come_back() -> None:
+    batcher = _batcher(max_queue=2)
+    first, second = batcher.reserve(), batcher.reserve()
+    assert batcher.depth == 2
+    with pytest.raises(QueueFull):
+        batcher.reserve()
+    first.release()
+    first.release()  # idempotent
+    assert batcher.depth == 1
+    with batcher.reserve():
+        assert batcher.depth == 2
+    assert batcher.depth == 1
+    second.release()
+    assert batcher.depth == 0
+
+
+async def test_deadline_while_queued_is_never_computed() -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=1)
+    batcher.start()
+    blocker = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    _, late = await _submit(batcher, value=7, deadline_s=0.05)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.wait(late)
+    assert late.state is State.DONE and batcher.depth == 0
+    engine.gate.set()
+    await batcher.wait(blocker)
+    await asyncio.sleep(0.05)
+    assert engine.batches == [1]  # the late item never reached the replica
+    await batcher.stop()
+
+
+async def test_expired_items_are_skipped_when_a_batch_is_taken() -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=4)
+    batcher.start()
+    blocker = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    _, expired = await _submit(batcher, deadline_s=0.01)
+    _, fresh = await _submit(batcher)
+    await asyncio.sleep(0.05)
+    engine.gate.set()
+    await batcher.wait(blocker)
+    await batcher.wait(fresh)
+    with pytest.raises(DeadlineExceeded):
+        expired.future.result()
+    assert engine.batches == [1, 1]
+    await batcher.stop()
+
+
+async def test_abandoned_queued_item_is_dropped_but_a_running_one_finishes() -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=1)
+    batcher.start()
+    running = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    _, queued = await _submit(batcher)
+    gone = asyncio.get_running_loop().create_future()
+    gone.set_result(None)
+    with pytest.raises(ClientGone) as queued_info:
+        await batcher.wait(queued, gone)
+    assert queued_info.value.stage == "queued"
+    with pytest.raises(ClientGone) as running_info:
+        await batcher.wait(running, gone)
+    assert running_info.value.stage == "running"
+    engine.gate.set()
+    await asyncio.wait_for(asyncio.shield(running.future), 10)
+    await asyncio.sleep(0.05)
+    assert engine.batches == [1]
+    await batcher.stop()
+
+
+async def test_one_bad_item_fails_alone() -> None:
+    engine = StandIn()
+    batcher = _batcher(engine)
+    batcher.start()
+    items = [(await _submit(batcher, value))[1] for value in (1, POISON, 3)]
+    outcomes = await asyncio.gather(*(batcher.wait(i) for i in items), return_exceptions=True)
+    assert isinstance(outcomes[1], ModelFailed)
+    assert [int(outcomes[i].image[0, 0, 0]) for i in (0, 2)] == [1, 3]
+    assert engine.batches == [3, 1, 1, 1]
+    await batcher.stop()
+
+
+async def test_out_of_memory_retries_one_by_one() -> None:
+    engine = StandIn(oom_above=1)
+    batcher = _batcher(engine)
+    batcher.start()
+    items = [(await _submit(batcher, value))[1] for value in range(3)]
+    results = await asyncio.gather(*(batcher.wait(i) for i in items))
+    assert [int(r.image[0, 0, 0]) for r in results] == [0, 1, 2]
+    assert engine.batches == [3, 1, 1, 1]
+    always = StandIn(oom_above=0)
+    single = _batcher(always)
+    single.start()
+    with pytest.raises(ModelOutOfMemory):
+        await single.wait((await _submit(single))[1])
+    await batcher.stop()
+    await single.stop()
+
+
+async def test_work_spreads_over_replicas() -> None:
+    engines = [StandIn(), StandIn()]
+    for engine in engines:
+        engine.gate.clear()
+    batcher = _batcher(*engines, max_batch_size=1)
+    batcher.start()
+    items = [(await _submit(batcher))[1] for _ in range(2)]
+    await asyncio.gather(*(_wait_entered(e) for e in engines))
+    for engine in engines:
+        engine.gate.set()
+    await asyncio.gather(*(batcher.wait(i) for i in items))
+    assert [e.batches for e in engines] == [[1], [1]]
+    await batcher.stop()
+
+
+async def test_stop_answers_queued_items() -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=1)
+    batcher.start()
+    await _submit(batcher)
+    await _wait_entered(engine)
+    _, queued = await _submit(batcher)
+    await batcher.stop()
+    with pytest.raises(ShuttingDown):
+        queued.future.result()
+    with pytest.raises(ShuttingDown):
+        batcher.reserve()
+    engine.gate.set()
+
+
+async def test_warm_up_runs_on_every_replica() -> None:
+    engines = [StandIn(), StandIn()]
+    batcher = _batcher(*engines)
+    await batcher.warm_up()
+    assert [e.batches for e in engines] == [[1], [1]]
