@@ -3,7 +3,6 @@ port (random weights, CPU), its metrics, raw HTTP over a socket, and test images
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -15,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,18 +129,3 @@ def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 20.0) 
         while len(rest) < length and (data := s.recv(65536)):
             rest += data
         return headers + b"\r\n\r\n" + rest
-
-
-def picture(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
-    """A smooth picture with some noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = 128 + 60 * np.sin(y / 9.0)[..., None] + 40 * np.cos(x / 7.0)[..., None]
-    return np.clip(base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
-def encoded(pixels: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
-    """`pixels` saved by Pillow as `fmt`."""
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format=fmt, **options)
-    return out.getvalue()

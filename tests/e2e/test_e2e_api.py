@@ -9,8 +9,9 @@ import json
 
 import httpx
 import pytest
+from images import encoded, picture
 from PIL import Image
-from server_support import Server, encoded, picture, raw_request, sample
+from server_support import Server, raw_request, sample
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])

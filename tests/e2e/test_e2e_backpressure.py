@@ -14,7 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import pytest
-from server_support import Server, encoded, picture, sample, wait_for
+from images import encoded, picture
+from server_support import Server, sample, wait_for
 
 BIG = (600, 800)  # about a second of CPU work for the random network
 PNG = {"content-type": "image/png"}

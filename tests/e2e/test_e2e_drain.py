@@ -10,7 +10,8 @@ import signal
 import time
 
 import httpx
-from server_support import encoded, picture, start_server, wait_for
+from images import encoded, picture
+from server_support import start_server, wait_for
 
 DRAIN_TIMEOUT_S = 60
 

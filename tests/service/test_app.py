@@ -12,7 +12,8 @@ import zlib
 import httpx
 import numpy as np
 import pytest
-from asgi_support import decoded, encoded, metric_value, picture, running, wait_until
+from asgi_support import decoded, metric_value, running, wait_until
+from images import encoded, picture
 from PIL import Image, ImageCms
 
 from model.weights import DEFAULT_WEIGHTS

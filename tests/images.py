@@ -1,0 +1,24 @@
+"""Small synthetic pictures and their encodings, shared by the service and e2e tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def picture(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth picture with some noise, like a small photo."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(y / 9.0)[..., None] + 40 * np.cos(x / 7.0)[..., None]
+    return np.clip(base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def encoded(pixels: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
+    """`pixels` saved by Pillow as `fmt`."""
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt, **options)
+    return out.getvalue()
