@@ -168,10 +168,16 @@ class RetouchEngine:
             images, plans, low_inputs, outputs, strengths, strict=True
         ):
             t3 = time.perf_counter()
-            offset = self.model.blend.rabm(low.unsqueeze(0), out.result)
-            rendered, mask = self._render(
-                image, sizes, levels, offset, out.mask, strength, return_mask
+            job = _PyramidJob(
+                image=image,
+                sizes=sizes,
+                levels=levels,
+                offset=self.model.blend.rabm(low.unsqueeze(0), out.result),
+                mask=out.mask,
+                strength=strength,
+                return_mask=return_mask,
             )
+            rendered, mask = self._render(job)
             results.append(
                 RetouchResult(
                     image=rendered,
@@ -185,24 +191,15 @@ class RetouchEngine:
             )
         return results
 
-    def _render(
-        self,
-        image: np.ndarray,
-        sizes: list[Size],
-        levels: list[np.ndarray],
-        offset: torch.Tensor,
-        mask: torch.Tensor,
-        strength: float,
-        return_mask: bool,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _render(self, job: _PyramidJob) -> tuple[np.ndarray, np.ndarray | None]:
         """Carry one photo's low-res blend offset up to full size and apply it, halving the tile
         whenever the device runs out of memory."""
+        if job.strength == 0.0 and not job.return_mask:
+            return job.image.copy(), None
         tile = self.tile_size
         while True:
             try:
-                return self._render_tiled(
-                    image, sizes, levels, offset, mask, strength, return_mask, tile
-                )
+                return self._render_tiled(job, tile)
             except torch.OutOfMemoryError:
                 if tile // 2 < MIN_TILE:
                     raise
@@ -210,22 +207,13 @@ class RetouchEngine:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
 
-    def _render_tiled(
-        self,
-        image: np.ndarray,
-        sizes: list[Size],
-        levels: list[np.ndarray],
-        offset: torch.Tensor,
-        mask: torch.Tensor,
-        strength: float,
-        return_mask: bool,
-        tile: int,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _render_tiled(self, job: _PyramidJob, tile: int) -> tuple[np.ndarray, np.ndarray | None]:
+        sizes = job.sizes
         top = len(sizes) - 1
         # Levels small enough to run whole do so once; the rest run per tile of the top level.
         base = max(i for i, (h, w) in enumerate(sizes) if i == 0 or h * w <= tile * tile)
-        photo = self._to_device(image)
-        device_levels = [self._to_device(level) for level in levels] + [photo]
+        photo = self._to_device(job.image)
+        device_levels = [self._to_device(level) for level in job.levels] + [photo]
 
         def image_at(i: int, region: Region) -> torch.Tensor:
             crop = device_levels[i][:, :, region.y0 : region.y1, region.x0 : region.x1]
@@ -233,26 +221,37 @@ class RetouchEngine:
 
         pyramid = self.model.pyramid
         with self._autocast():
-            offset, mask = pyramid(offset, mask, sizes[: base + 1], image_at)
+            offset, mask = pyramid(job.offset, job.mask, sizes[: base + 1], image_at)
         out = photo.clone()
-        out_mask = photo.new_zeros((1, 1, *sizes[top])) if return_mask else None
-        if strength > 0.0 or return_mask:
-            for region in tiles(sizes[top], tile) if base < top else [Region.whole(sizes[top])]:
-                with self._autocast():
-                    rendered = pyramid.render_region(offset, mask, base, sizes, region, image_at)
-                if rendered is None:
-                    continue
-                tile_offset, tile_mask = rendered
-                ys, xs = slice(region.y0, region.y1), slice(region.x0, region.x1)
-                if strength > 0.0:
-                    original = image_at(top, region)
-                    result = self.model.blend.abm(original, tile_offset * strength)
-                    out[:, :, ys, xs] = _to_u8(result)
-                if out_mask is not None:
-                    out_mask[:, :, ys, xs] = _to_u8(tile_mask)
+        out_mask = photo.new_zeros((1, 1, *sizes[top])) if job.return_mask else None
+        for region in tiles(sizes[top], tile) if base < top else [Region.whole(sizes[top])]:
+            with self._autocast():
+                rendered = pyramid.render_region(offset, mask, base, sizes, region, image_at)
+            if rendered is None:
+                continue
+            tile_offset, tile_mask = rendered
+            ys, xs = slice(region.y0, region.y1), slice(region.x0, region.x1)
+            if job.strength > 0.0:
+                result = self.model.blend.abm(image_at(top, region), tile_offset * job.strength)
+                out[:, :, ys, xs] = _to_u8(result)
+            if out_mask is not None:
+                out_mask[:, :, ys, xs] = _to_u8(tile_mask)
         rendered_image = out[0].permute(1, 2, 0).cpu().numpy()
         rendered_mask = out_mask[0, 0].cpu().numpy() if out_mask is not None else None
         return rendered_image, rendered_mask
+
+
+@dataclass
+class _PyramidJob:
+    """One photo's work after the LRL: its levels and low-resolution blend offset and mask."""
+
+    image: np.ndarray
+    sizes: list[Size]
+    levels: list[np.ndarray]
+    offset: torch.Tensor
+    mask: torch.Tensor
+    strength: float
+    return_mask: bool
 
 
 def _to_u8(x: torch.Tensor) -> torch.Tensor:
