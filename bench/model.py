@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(table(rows))
-    print(f"\nbest of-{args.repeat} timings; JSON: {args.out}")
+    print(f"\nbest of {args.repeat} runs; JSON: {args.out}")
 
 
 if __name__ == "__main__":
