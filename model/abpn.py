@@ -108,11 +108,9 @@ class ABPN(nn.Module):
             return levels[i][:, :, ys, xs]
 
         image_low = image_at(0, Region.whole(low))
-        canvas, valid = pad_to_canvas(list(image_low), self.cfg.stride)
-        out = self.lrl(canvas, valid)
-        h, w = low
-        result_low = out.result[:, :, :h, :w]
-        mask_low = out.mask[:, :, :h, :w]
+        outs = self.low_res(list(image_low))
+        result_low = torch.cat([o.result for o in outs])
+        mask_low = torch.cat([o.mask for o in outs])
         offset_low = self.blend.rabm(image_low, result_low)
         offset, mask = self.pyramid(offset_low, mask_low, sizes, image_at)
         return ABPNOutput(
@@ -120,6 +118,6 @@ class ABPN(nn.Module):
             result_low=result_low,
             image_low=image_low,
             mask_low=mask_low,
-            mask_logits_low=out.mask_logits[:, :, :h, :w],
+            mask_logits_low=torch.cat([o.mask_logits for o in outs]),
             mask=mask,
         )

@@ -50,11 +50,6 @@ class Region:
             slice(self.x0 - outer.x0, self.x1 - outer.x0),
         )
 
-    @property
-    def shape(self) -> Size:
-        """(height, width) of the box."""
-        return (self.y1 - self.y0, self.x1 - self.x0)
-
 
 def _axis_taps(
     out0: int, out1: int, src: int, dst: int

@@ -22,7 +22,7 @@ import numpy as np
 from model.baseline import classic_retouch
 from model.data.dataset import Sample, make_eval_set
 from model.engine import RetouchEngine
-from model.quality import mask_f1_iou, psnr_from_mse, squared_error, ssim
+from model.quality import mask_counts, psnr_from_mse, squared_error, ssim
 from model.weights import load_model
 
 MASK_CUTOFF = 0.5
@@ -61,7 +61,7 @@ def score(method: str, samples: Sequence[Sample], retouch: Retoucher) -> MethodS
         inside_n += int(sample.mask.sum())
         outside_n += int((~sample.mask).sum())
         if masks is not None:
-            counts = mask_f1_iou(masks[i] >= MASK_CUTOFF * 255, sample.mask)
+            counts = mask_counts(masks[i] >= MASK_CUTOFF * 255, sample.mask)
             tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
     scores = MethodScores(
         method=method,

@@ -48,7 +48,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
-def mask_f1_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+def mask_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """(true positives, false positives, false negatives) of two boolean masks, for pooling
     into F1 and IoU over a whole set."""
     return (

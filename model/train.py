@@ -50,7 +50,6 @@ class TrainConfig:
     lr_min: float = 1e-4
     warmup_steps: int = 100
     inside_weight: float = 4.0
-    outside_weight: float = 0.0
     grad_weight: float = 0.5
     mask_weight: float = 1.0
     pos_weight: float = 8.0
@@ -94,15 +93,15 @@ def training_loss(
         F.interpolate(target, size=low, mode="area") if low != target.shape[-2:] else target
     )
     mask_low = F.interpolate(mask, size=low, mode="area") if low != mask.shape[-2:] else mask
-    low_all, low_in, low_out = split_l1(out.result_low, target_low, mask_low)
-    parts = {"low": low_all + cfg.inside_weight * low_in + cfg.outside_weight * low_out}
+    low_all, low_in = split_l1(out.result_low, target_low, mask_low)
+    parts = {"low": low_all + cfg.inside_weight * low_in}
     if out.result.shape[-2:] != low:
-        full_all, full_in, full_out = split_l1(out.result, target, mask)
-        parts["full"] = full_all + cfg.inside_weight * full_in + cfg.outside_weight * full_out
+        full_all, full_in = split_l1(out.result, target, mask)
+        parts["full"] = full_all + cfg.inside_weight * full_in
     parts["grad"] = cfg.grad_weight * gradient_l1(out.result, target)
     parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits_low, mask_low, cfg.pos_weight)
     total = sum(parts.values())
-    return total, {k: float(v) for k, v in parts.items()}
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def _save_state(
@@ -168,7 +167,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
         step += 1
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()})
-        log.write(json.dumps({"step": step, "loss": float(loss), **parts}) + "\n")
+        log.write(json.dumps({"step": step, "loss": float(loss.detach()), **parts}) + "\n")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_state(state_path, model, opt, step, samplers)
     bar.close()
