@@ -48,3 +48,15 @@ class BlendParams(nn.Module):
     def rabm(self, image: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         """R-ABM: the offset D for which abm(image, D) == result, in closed form."""
         return (result.float() - image.float()) / self.gain(image)
+
+
+WHITENING_GAIN = 0.2
+"""Blend-layer offset per unit of whitening: B = 1/2 + 0.2 * degree * skin, as in the
+production skin-retouching pipeline (shared/ABPN.md)."""
+
+
+def whiten(image: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Soft-light whitening (Pegtop form, the production pipeline's): R = I + (2B - 1) I (1 - I)
+    with B = 1/2 + WHITENING_GAIN * amount; `amount` (degree times skin mask) 0 leaves I as is."""
+    image = image.float()
+    return image + (2.0 * WHITENING_GAIN) * amount.float() * image * (1.0 - image)

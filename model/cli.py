@@ -1,11 +1,13 @@
 """abpn-retouch: retouch photo files from the command line.
 
-    abpn-retouch INPUT... -o OUT_DIR [--strength S] [--mask] [--weights PATH|random]
+    abpn-retouch INPUT... -o OUT_DIR [--strength S] [--whitening W] [--mask]
+        [--weights PATH|random]
         [--device DEVICE] [--quality Q]
 
 Each result is written to OUT_DIR under the input's file name in the input's format (PNG stays
 lossless), with EXIF orientation applied and the ICC profile kept. A file that cannot be read
-is reported and skipped; the exit status is then 1, after every other file is done.
+is reported and skipped; the exit status is then 1, after every other file is done. Only faces
+are retouched: a photo in which no face is found is written unchanged (and said so).
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.engine import MAX_STRENGTH, RetouchEngine
+from model.engine import MAX_STRENGTH, MAX_WHITENING, RetouchEngine
 from model.photo import PhotoError, encode_mask, read_file, write_file
 from model.weights import RANDOM, CheckpointError, load_model
 
 
-def _strength(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= MAX_STRENGTH:
-        raise argparse.ArgumentTypeError(f"must be within 0 and {MAX_STRENGTH}")
-    return value
+def _within(top: float):
+    def parse(text: str) -> float:
+        value = float(text)
+        if not 0.0 <= value <= top:
+            raise argparse.ArgumentTypeError(f"must be within 0 and {top}")
+        return value
+
+    return parse
 
 
 def _quality(text: str) -> int:
@@ -44,9 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     parser.add_argument("-o", "--out-dir", type=Path, required=True, metavar="OUT_DIR")
-    parser.add_argument("--strength", type=_strength, default=1.0, help="0 to 1.5 (default 1)")
     parser.add_argument(
-        "--mask", action="store_true", help="also write the retouch mask as NAME.mask.png"
+        "--strength", type=_within(MAX_STRENGTH), default=1.0, help="0 to 1.5 (default 1)"
+    )
+    parser.add_argument(
+        "--whitening",
+        type=_within(MAX_WHITENING),
+        default=0.0,
+        help="lighten the skin, 0 to 1.5 (default 0: off)",
+    )
+    parser.add_argument(
+        "--mask",
+        action="store_true",
+        help="also write the retouch mask (gated by the skin mask) as NAME.mask.png",
     )
     parser.add_argument(
         "--weights",
@@ -75,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(args.inputs, unit="photo", disable=len(args.inputs) < 2):
         try:
             photo = read_file(path)
-            result = engine.retouch(photo.rgb, args.strength, return_mask=args.mask)
+            result = engine.retouch(photo.rgb, args.strength, args.mask, args.whitening)
+            if result.faces == 0:
+                tqdm.write(f"abpn-retouch: {path}: no face found, written unchanged", sys.stderr)
             target = args.out_dir / path.name
             write_file(replace(photo, rgb=result.image), target, photo.format, args.quality)
             if result.mask is not None:

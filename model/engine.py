@@ -1,14 +1,25 @@
 """Inference engine: uint8 photos of any sizes in, retouched uint8 photos of the same sizes out.
 
-Per batch: every photo is resized to the LRL's working size (Pillow, on uint8: fast and light
-at 8K), the LRL runs once over the whole batch, and each photo's blend pyramid then runs on its
-own, its large levels in tiles. A tile whose mask is zero everywhere it depends on is neutral by
-construction and copied through untouched, which is where most of an 8K portrait goes.
+Per batch:
+
+1. every photo is parsed for faces and skin (`model.faces`, on the CPU); each face region (the
+   face plus a margin, overlapping regions merged) becomes one crop, so what the LRL sees of a
+   face does not shrink as the photo grows;
+2. every crop is resized to the LRL's working size (Pillow, on uint8: fast and light at 8K) and
+   the LRL runs over all crops of all photos (mixed sizes, one padded canvas per chunk);
+3. each crop's blend pyramid runs on its own, its large levels in tiles, and ABM applies the
+   blend layer gated by the skin mask: nothing outside skin changes, and everything outside
+   every region is the input, bit for bit. Whitening (soft light on the skin mask) follows.
+
+A tile whose mask or skin is zero everywhere it depends on is neutral by construction and copied
+through untouched, which is where most of an 8K portrait goes. A photo with no face found is
+returned unchanged (and its mask is empty).
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -19,9 +30,12 @@ import torch
 from PIL import Image
 
 from model.abpn import ABPN, working_size
+from model.blend import whiten
 from model.bpl import Region, Size, pyramid_sizes, tiles
+from model.faces import FaceParse, FaceParser, FaceRegion
 
 MAX_STRENGTH = 1.5
+MAX_WHITENING = 1.5
 MIN_TILE = 64
 
 
@@ -32,9 +46,12 @@ class RetouchResult:
     image: np.ndarray
     """(H, W, 3) uint8, the input's size."""
     mask: np.ndarray | None
-    """(H, W) uint8 mask of what was retouched (0-255), when asked for."""
+    """(H, W) uint8 mask of what was retouched (0-255, gated by the skin mask), when asked for."""
+    faces: int = 0
+    """Faces retouched (found with landmarks)."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent: "prepare" (resizing), "lrl" (this photo's share of the batch), "pyramid"."""
+    """Seconds spent: "faces" (parsing), "prepare" (resizing), "lrl" (this photo's share of
+    the batch), "pyramid" (pyramid, blend and whitening)."""
 
 
 def validate_image(image: np.ndarray) -> None:
@@ -47,6 +64,16 @@ def validate_image(image: np.ndarray) -> None:
         raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"empty image of shape {image.shape}")
+
+
+def _per_image(values: Sequence[float] | float, n: int, name: str, top: float) -> list[float]:
+    out = [float(values)] * n if isinstance(values, (int, float)) else [float(v) for v in values]
+    if len(out) != n:
+        raise ValueError(f"one {name} per image is required")
+    for v in out:
+        if not 0.0 <= v <= top:
+            raise ValueError(f"{name} must be within 0 and {top}, got {v}")
+    return out
 
 
 def _resize_u8(image: np.ndarray, size: Size) -> np.ndarray:
@@ -66,6 +93,7 @@ class RetouchEngine:
         half: bool | None = None,
         tile_size: int | None = None,
         lrl_chunk: int | None = None,
+        face_parser: FaceParser | None = None,
     ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
@@ -78,10 +106,25 @@ class RetouchEngine:
         self.cfg = self.model.cfg
         # GPUs have the memory to run 8K whole; tiles there only add launch overhead.
         self.tile_size = tile_size or (4096 if cuda else self.cfg.tile_size)
-        # How many photos one LRL call takes. A GPU wants the whole batch; on the CPU a batch
+        # How many crops one LRL call takes. A GPU wants the whole batch; on the CPU a batch
         # of 8 ran ~1.6x slower per photo than one at a time (memory-bound convolutions, see
         # docs/benchmarks.md), and results do not depend on the grouping.
         self.lrl_chunk = lrl_chunk or (1 << 30 if cuda else 1)
+        self._parser = face_parser
+        self._parser_lock = threading.Lock()
+
+    @property
+    def face_parser(self) -> FaceParser:
+        """The face and skin parser, created on first use (it loads two small networks)."""
+        with self._parser_lock:
+            if self._parser is None:
+                self._parser = FaceParser()
+            return self._parser
+
+    def parse(self, image: np.ndarray) -> FaceParse:
+        """Faces and skin of one photo, as `retouch_batch` would find them."""
+        validate_image(image)
+        return self.face_parser.parse(image)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """(H, W, C) uint8 -> (1, C, H, W) uint8 on the device, through pinned memory on CUDA."""
@@ -101,88 +144,107 @@ class RetouchEngine:
             torch.cuda.synchronize(self.device)
 
     def warmup(self) -> None:
-        """Run one small batch so the first real request does not pay for lazy initialisation."""
+        """Run one small batch so the first real request does not pay for lazy initialisation
+        (the face parser's graphs included)."""
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
-        self.retouch_batch([image, image[:64]], 1.0, return_mask=True)
+        self.face_parser.parse(image)
+        parses = [FaceParse.whole(image.shape[:2]), FaceParse.whole((64, 128))]
+        self.retouch_batch([image, image[:64]], 1.0, True, 0.5, parses=parses)
 
     def retouch(
-        self, image: np.ndarray, strength: float = 1.0, return_mask: bool = False
+        self,
+        image: np.ndarray,
+        strength: float = 1.0,
+        return_mask: bool = False,
+        whitening: float = 0.0,
     ) -> RetouchResult:
         """Retouch one photo; see `retouch_batch`."""
-        return self.retouch_batch([image], strength, return_mask)[0]
+        return self.retouch_batch([image], strength, return_mask, whitening)[0]
 
     def retouch_batch(
         self,
         images: Sequence[np.ndarray],
         strengths: Sequence[float] | float = 1.0,
         return_mask: bool = False,
+        whitening: Sequence[float] | float = 0.0,
+        parses: Sequence[FaceParse] | None = None,
     ) -> list[RetouchResult]:
-        """Retouch (H, W, 3) uint8 photos of any sizes. `strength` 0 returns the input
-        bit-exactly, 1 the model's result; values between interpolate and up to 1.5 extrapolate,
-        all in blend space. Blocking: call it from a worker thread, not an event loop."""
-        if isinstance(strengths, (int, float)):
-            strengths = [float(strengths)] * len(images)
-        if len(strengths) != len(images):
-            raise ValueError("one strength per image is required")
+        """Retouch (H, W, 3) uint8 photos of any sizes.
+
+        `strength` 0 returns the input bit-exactly, 1 the model's result; values between
+        interpolate and up to 1.5 extrapolate, all in blend space. `whitening` 0-1.5 lightens
+        the skin (0, the default, changes nothing). `parses` gives each photo's faces and skin
+        when the caller already has them (see `parse`); otherwise the engine finds them.
+        Blocking: call it from a worker thread, not an event loop."""
+        strengths = _per_image(strengths, len(images), "strength", MAX_STRENGTH)
+        whitenings = _per_image(whitening, len(images), "whitening", MAX_WHITENING)
         for image in images:
             validate_image(image)
-        for s in strengths:
-            if not 0.0 <= s <= MAX_STRENGTH:
-                raise ValueError(f"strength must be within 0 and {MAX_STRENGTH}, got {s}")
+        if parses is not None and len(parses) != len(images):
+            raise ValueError("one face parse per image is required")
         if not images:
             return []
         with torch.inference_mode():
-            return self._retouch(images, list(strengths), return_mask)
+            return self._retouch(images, strengths, whitenings, return_mask, parses)
 
     def _retouch(
-        self, images: Sequence[np.ndarray], strengths: list[float], return_mask: bool
+        self,
+        images: Sequence[np.ndarray],
+        strengths: list[float],
+        whitenings: list[float],
+        return_mask: bool,
+        parses: Sequence[FaceParse] | None,
     ) -> list[RetouchResult]:
+        face_times = [0.0] * len(images)
+        if parses is None:
+            parses = []
+            for i, image in enumerate(images):
+                t = time.perf_counter()
+                parses.append(self.face_parser.parse(image))
+                face_times[i] = time.perf_counter() - t
         t0 = time.perf_counter()
-        plans = []
-        for image in images:
-            full = image.shape[:2]
-            sizes = pyramid_sizes(working_size(full, self.cfg.lrl_size), full)
-            levels = [image]
-            for size in reversed(sizes[:-1]):
-                # Each level from the one above: the same box average, a fraction of the cost.
-                levels.append(_resize_u8(levels[-1], size))
-            plans.append((sizes, levels[:0:-1]))
-        lows = [
-            self._to_device(levels[0] if levels else image)
-            for image, (_, levels) in zip(images, plans, strict=True)
-        ]
+        jobs: list[_RegionJob] = []
+        for i, (image, parse) in enumerate(zip(images, parses, strict=True)):
+            if strengths[i] == 0.0 and whitenings[i] == 0.0 and not return_mask:
+                continue
+            for region in parse.regions:
+                jobs.append(_plan(i, image, region, self.cfg.lrl_size))
         t1 = time.perf_counter()
+        # The LRL only matters where a retouch or its mask is asked for; whitening alone skips it.
+        needs_lrl = [j for j in jobs if strengths[j.photo] > 0.0 or return_mask]
         with self._autocast():
+            lows = [self._to_device(j.levels[0] if j.levels else j.crop) for j in needs_lrl]
             low_inputs = [low[0].float() / 255.0 for low in lows]
             outputs = []
             for start in range(0, len(low_inputs), self.lrl_chunk):
                 outputs += self.model.low_res(low_inputs[start : start + self.lrl_chunk])
+        for job, low, out in zip(needs_lrl, low_inputs, outputs, strict=True):
+            job.offset = self.model.blend.rabm(low.unsqueeze(0), out.result)
+            job.low_mask = out.mask
         self._sync()
         t2 = time.perf_counter()
         prepare_share = (t1 - t0) / len(images)
         lrl_share = (t2 - t1) / len(images)
 
         results = []
-        for image, (sizes, levels), low, out, strength in zip(
-            images, plans, low_inputs, outputs, strengths, strict=True
-        ):
+        for i, image in enumerate(images):
             t3 = time.perf_counter()
-            job = _PyramidJob(
-                image=image,
-                sizes=sizes,
-                levels=levels,
-                offset=self.model.blend.rabm(low.unsqueeze(0), out.result),
-                mask=out.mask,
-                strength=strength,
-                return_mask=return_mask,
-            )
-            rendered, mask = self._render(job)
+            out = image.copy()
+            mask = np.zeros(image.shape[:2], np.uint8) if return_mask else None
+            for job in (j for j in jobs if j.photo == i):
+                crop, crop_mask = self._render(job, strengths[i], whitenings[i], return_mask)
+                b = job.region.box
+                out[b.y0 : b.y1, b.x0 : b.x1] = crop
+                if mask is not None and crop_mask is not None:
+                    mask[b.y0 : b.y1, b.x0 : b.x1] = crop_mask
             results.append(
                 RetouchResult(
-                    image=rendered,
+                    image=out,
                     mask=mask,
+                    faces=sum(len(r.faces) for r in parses[i].regions),
                     timings={
+                        "faces": face_times[i],
                         "prepare": prepare_share,
                         "lrl": lrl_share,
                         "pyramid": time.perf_counter() - t3,
@@ -191,15 +253,15 @@ class RetouchEngine:
             )
         return results
 
-    def _render(self, job: _PyramidJob) -> tuple[np.ndarray, np.ndarray | None]:
-        """Carry one photo's low-res blend offset up to full size and apply it, halving the tile
-        whenever the device runs out of memory."""
-        if job.strength == 0.0 and not job.return_mask:
-            return job.image.copy(), None
+    def _render(
+        self, job: _RegionJob, strength: float, whitening: float, return_mask: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Carry one region's low-res blend offset up to full size and apply it, halving the
+        tile whenever the device runs out of memory."""
         tile = self.tile_size
         while True:
             try:
-                return self._render_tiled(job, tile)
+                return self._render_tiled(job, strength, whitening, return_mask, tile)
             except torch.OutOfMemoryError:
                 if tile // 2 < MIN_TILE:
                     raise
@@ -207,12 +269,15 @@ class RetouchEngine:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
 
-    def _render_tiled(self, job: _PyramidJob, tile: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _render_tiled(
+        self, job: _RegionJob, strength: float, whitening: float, return_mask: bool, tile: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         sizes = job.sizes
         top = len(sizes) - 1
         # Levels small enough to run whole do so once; the rest run per tile of the top level.
         base = max(i for i, (h, w) in enumerate(sizes) if i == 0 or h * w <= tile * tile)
-        photo = self._to_device(job.image)
+        photo = self._to_device(job.crop)
+        skin = self._to_device(job.region.skin[..., None])
         device_levels = [self._to_device(level) for level in job.levels] + [photo]
 
         def image_at(i: int, region: Region) -> torch.Tensor:
@@ -220,38 +285,64 @@ class RetouchEngine:
             return crop.float() / 255.0
 
         pyramid = self.model.pyramid
-        with self._autocast():
-            offset, mask = pyramid(job.offset, job.mask, sizes[: base + 1], image_at)
-        out = photo.clone()
-        out_mask = photo.new_zeros((1, 1, *sizes[top])) if job.return_mask else None
-        for region in tiles(sizes[top], tile) if base < top else [Region.whole(sizes[top])]:
+        offset = mask = None
+        if job.offset is not None:
             with self._autocast():
-                rendered = pyramid.render_region(offset, mask, base, sizes, region, image_at)
-            if rendered is None:
-                continue
-            tile_offset, tile_mask = rendered
+                offset, mask = pyramid(job.offset, job.low_mask, sizes[: base + 1], image_at)
+        out = photo.clone()
+        out_mask = photo.new_zeros((1, 1, *sizes[top])) if return_mask else None
+        for region in tiles(sizes[top], tile) if base < top else [Region.whole(sizes[top])]:
             ys, xs = slice(region.y0, region.y1), slice(region.x0, region.x1)
-            if job.strength > 0.0:
-                result = self.model.blend.abm(image_at(top, region), tile_offset * job.strength)
+            if not job.region.skin[ys, xs].any():
+                continue
+            rendered = None
+            if offset is not None:
+                with self._autocast():
+                    rendered = pyramid.render_region(offset, mask, base, sizes, region, image_at)
+            if rendered is None and whitening == 0.0:
+                continue
+            result = image_at(top, region)
+            gate = skin[:, :, ys, xs].float() / 255.0
+            if rendered is not None:
+                tile_offset, tile_mask = rendered
+                if strength > 0.0:
+                    result = self.model.blend.abm(result, tile_offset * (gate * strength))
+                if out_mask is not None:
+                    out_mask[:, :, ys, xs] = _to_u8(tile_mask.float() * gate)
+            if whitening > 0.0:
+                result = whiten(result.clamp(0.0, 1.0), gate * whitening)
+            if strength > 0.0 or whitening > 0.0:
                 out[:, :, ys, xs] = _to_u8(result)
-            if out_mask is not None:
-                out_mask[:, :, ys, xs] = _to_u8(tile_mask)
         rendered_image = out[0].permute(1, 2, 0).cpu().numpy()
         rendered_mask = out_mask[0, 0].cpu().numpy() if out_mask is not None else None
         return rendered_image, rendered_mask
 
 
 @dataclass
-class _PyramidJob:
-    """One photo's work after the LRL: its levels and low-resolution blend offset and mask."""
+class _RegionJob:
+    """One face region's work: its crop, pyramid levels and, after the LRL, its low-res blend
+    offset and mask (None when only whitening is asked for)."""
 
-    image: np.ndarray
+    photo: int
+    region: FaceRegion
+    crop: np.ndarray
     sizes: list[Size]
     levels: list[np.ndarray]
-    offset: torch.Tensor
-    mask: torch.Tensor
-    strength: float
-    return_mask: bool
+    offset: torch.Tensor | None = None
+    low_mask: torch.Tensor | None = None
+
+
+def _plan(photo: int, image: np.ndarray, region: FaceRegion, lrl_size: int) -> _RegionJob:
+    """A region's crop and the pyramid levels below it, each from the one above: the same box
+    average as from the crop, at a fraction of the cost."""
+    b = region.box
+    crop = image[b.y0 : b.y1, b.x0 : b.x1]
+    full = crop.shape[:2]
+    sizes = pyramid_sizes(working_size(full, lrl_size), full)
+    levels = [crop]
+    for size in reversed(sizes[:-1]):
+        levels.append(_resize_u8(levels[-1], size))
+    return _RegionJob(photo, region, crop, sizes, levels[:0:-1])
 
 
 def _to_u8(x: torch.Tensor) -> torch.Tensor:

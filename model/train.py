@@ -33,7 +33,15 @@ from model.abpn import ABPN
 from model.config import ABPNConfig
 from model.data.dataset import TrainSampler
 from model.losses import gradient_l1, mask_loss, split_l1
-from model.weights import DEFAULT_WEIGHTS, file_sha256, save_checkpoint, sidecar_paths
+from model.weights import (
+    DEFAULT_WEIGHTS,
+    file_sha256,
+    load_model,
+    save_checkpoint,
+    sidecar_paths,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -55,6 +63,13 @@ class TrainConfig:
     pos_weight: float = 8.0
     checkpoint_every: int = 200
     threads: int = 2
+    init_weights: str | None = None
+    """A safetensors checkpoint to start from (fine-tuning), relative to the repository root;
+    its architecture must match `model`."""
+    data: str = "synthetic"
+    """"synthetic": portrait halves and textures (model.data.dataset); "faces": real face
+    regions at the LRL's scale, photos without faces and the synthetic mix
+    (model.data.face_samples)."""
     inference_mask_threshold: float | None = None
     """Mask threshold written into the exported checkpoint (chosen on a validation set); the
     weights do not depend on it, training uses the model config's."""
@@ -104,6 +119,24 @@ def training_loss(
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def _samplers(cfg: TrainConfig, model_cfg: ABPNConfig) -> dict:
+    """The LRL-scale sampler and the twice-as-large one for pyramid steps."""
+    if cfg.data == "synthetic":
+        return {
+            "lrl": TrainSampler(seed=cfg.seed, crop_size=cfg.crop_size),
+            "pyramid": TrainSampler(seed=cfg.seed + 1, crop_size=2 * cfg.crop_size),
+        }
+    if cfg.data == "faces":
+        from model.data.face_samples import MixedSampler
+
+        # Pyramid crops are twice as large at the same LRL scale, so their regions are too.
+        return {
+            "lrl": MixedSampler(cfg.seed, cfg.crop_size, model_cfg.lrl_size),
+            "pyramid": MixedSampler(cfg.seed + 1, 2 * cfg.crop_size, 2 * model_cfg.lrl_size),
+        }
+    raise ValueError(f"unknown training data {cfg.data!r}: 'synthetic' or 'faces'")
+
+
 def _save_state(
     path: Path, model: ABPN, opt: torch.optim.Optimizer, step: int, samplers: dict
 ) -> None:
@@ -130,11 +163,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     model = ABPN(ABPNConfig.from_dict(cfg.model))
+    if cfg.init_weights:
+        model.load_state_dict(load_model(REPO_ROOT / cfg.init_weights).model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    samplers = {
-        "lrl": TrainSampler(seed=cfg.seed, crop_size=cfg.crop_size),
-        "pyramid": TrainSampler(seed=cfg.seed + 1, crop_size=2 * cfg.crop_size),
-    }
+    samplers = _samplers(cfg, model.cfg)
     step = 0
     state_path = out_dir / "last.pt"
     if resume and state_path.is_file():

@@ -44,6 +44,7 @@ class Engine(Protocol):
         images: Sequence[np.ndarray],
         strengths: Sequence[float] | float = 1.0,
         return_mask: bool = False,
+        whitening: Sequence[float] | float = 0.0,
     ) -> list[RetouchResult]:
         """Retouch a batch; blocking."""
         ...
@@ -104,6 +105,7 @@ class WorkItem:
     """time.monotonic() after which the item is not started any more."""
     future: asyncio.Future[RetouchResult]
     slot: Slot
+    whitening: float = 0.0
     enqueued_at: float = field(default_factory=time.monotonic)
     state: State = State.QUEUED
     queue_seconds: float = 0.0
@@ -120,7 +122,12 @@ class Slot:
         self.item: WorkItem | None = None
 
     def submit(
-        self, image: np.ndarray, strength: float, return_mask: bool, deadline: float
+        self,
+        image: np.ndarray,
+        strength: float,
+        return_mask: bool,
+        deadline: float,
+        whitening: float = 0.0,
     ) -> WorkItem:
         """Queue `image` for a replica; its result comes through `Batcher.wait`."""
         if self.item is not None:
@@ -129,7 +136,7 @@ class Slot:
         # An abandoned future's exception is never awaited; retrieving it here keeps asyncio
         # from logging "exception was never retrieved" for it.
         future.add_done_callback(_retrieve)
-        self.item = WorkItem(image, strength, return_mask, deadline, future, self)
+        self.item = WorkItem(image, strength, return_mask, deadline, future, self, whitening)
         self._batcher._enqueue(self.item)
         return self.item
 
@@ -383,6 +390,7 @@ def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | Batc
                 [item.image for item in batch],
                 [item.strength for item in batch],
                 return_mask=any(item.return_mask for item in batch),
+                whitening=[item.whitening for item in batch],
             )
         )
     except Exception as exc:

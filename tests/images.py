@@ -1,8 +1,10 @@
-"""Small synthetic pictures and their encodings, shared by the service and e2e tests."""
+"""Test pictures shared by every test folder: small synthetic ones, their encodings, and real
+portraits from installed packages."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,3 +24,18 @@ def encoded(pixels: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format=fmt, **options)
     return out.getvalue()
+
+
+def grace_hopper() -> np.ndarray:
+    """A real portrait (512x600, matplotlib's sample data: installed with mediapipe)."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def astronaut() -> np.ndarray:
+    """A second real portrait (512x512, scikit-image's data, public domain)."""
+    from skimage import data
+
+    return np.asarray(data.astronaut())

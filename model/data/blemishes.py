@@ -17,6 +17,16 @@ Defect kinds (:data:`DEFECT_KINDS`):
     darker instead.
 ``blotch``
     Uneven tone: larger, irregular, low-contrast reddish or brownish patches.
+``macule``
+    Brown macules (lentigines, dark freckles): flat, fairly uniform brown, edges from soft to
+    crisp, larger than marks.
+``bruise``
+    Grey and bluish marks (healing scabs, small bruises, vein shadows): flat, desaturated.
+``pustule``
+    A pale yellow-white or white head inside a red inflamed ring; sometimes with no ring at all
+    (a whitehead: a small pale, low-contrast bump).
+``blackhead``
+    Tiny dark grey-brown dots, the smallest kind, one to five together.
 
 Colour changes are mostly multiplicative (light absorbed by pigment or blood), so pores and grain
 show through a defect as they do on real skin, and the same defect reads correctly on light and
@@ -40,7 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-DEFECT_KINDS: tuple[str, ...] = ("blotch", "freckles", "mark", "scar", "acne")
+DEFECT_KINDS: tuple[str, ...] = (
+    "blotch", "freckles", "macule", "mark", "bruise", "scar", "acne", "pustule", "blackhead"
+)  # fmt: skip
 
 #: Smallest change, in uint8 grey levels (any channel), that a painted pixel may have. One-level
 #: tails are invisible yet would make masks much larger than the visible defect, so they are
@@ -58,6 +70,10 @@ BASE_RATES: dict[str, float] = {
     "freckles": 0.25,
     "scar": 0.15,
     "blotch": 0.25,
+    "macule": 0.3,
+    "bruise": 0.2,
+    "pustule": 0.45,
+    "blackhead": 0.3,
 }
 
 _UNIT_PX = 64.0
@@ -66,6 +82,8 @@ _UNIT_PX = 64.0
 # varies how dense the pigment is while keeping its hue, so a brown spot never turns olive or grey.
 _MELANIN = np.array([0.80, 0.63, 0.50])  # brown: marks, freckles, dark scars, tan blotches
 _BLOOD = np.array([0.90, 0.58, 0.62])  # red: inflamed acne, red-brown marks, flushed blotches
+_GREY = np.array([0.72, 0.74, 0.78])  # grey to bluish: scab edges, bruises, vein shadows
+_BLUE = np.array([0.70, 0.74, 0.88])
 
 
 def _pigment(rng: np.random.Generator, spectrum: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -301,12 +319,101 @@ def _paint_blotch(c: _Canvas, cy: float, cx: float) -> None:
     _commit(c, sl, _absorb(c.img[sl], alpha, _pigment(rng, spectrum, 0.2, 0.4)))
 
 
+def _irregular_disc(
+    rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, r: float, aspect: float
+) -> np.ndarray:
+    """Distance from the centre in units of a wobbly, elongated radius r (1 on the outline)."""
+    u, v = _rotated(yy, xx, rng.uniform(0.0, np.pi))
+    theta = np.arctan2(v, u)
+    harmonics = rng.uniform(0.0, 0.15, 3)
+    wobble = 1.0 + sum(
+        a * np.cos((k + 1) * theta + rng.uniform(0, 2 * np.pi)) for k, a in enumerate(harmonics)
+    )
+    return np.sqrt(u**2 + (v / aspect) ** 2) / (r * wobble)
+
+
+def _paint_macule(c: _Canvas, cy: float, cx: float) -> None:
+    rng, s = c.rng, c.scale
+    r = s * rng.uniform(2.5, 9.0)
+    aspect = rng.uniform(0.65, 1.0)
+    hardness = rng.uniform(2.0, 7.0)
+    win = _window(c, cy, cx, 1.6 * r * 5.5 ** (1.0 / hardness) / aspect)
+    if win is None:
+        return
+    sl, yy, xx = win
+    d = _irregular_disc(rng, yy, xx, r, aspect)
+    alpha = rng.uniform(0.5, 1.0) * np.exp(-(d**hardness))
+    _commit(c, sl, _absorb(c.img[sl], alpha, _pigment(rng, _MELANIN, 0.5, 1.8)))
+
+
+def _paint_bruise(c: _Canvas, cy: float, cx: float) -> None:
+    rng, s = c.rng, c.scale
+    r = s * rng.uniform(1.5, 7.0)
+    aspect = rng.uniform(0.6, 1.0)
+    hardness = rng.uniform(1.5, 5.0)
+    win = _window(c, cy, cx, 1.6 * r * 5.5 ** (1.0 / hardness) / aspect)
+    if win is None:
+        return
+    sl, yy, xx = win
+    d = _irregular_disc(rng, yy, xx, r, aspect)
+    alpha = rng.uniform(0.4, 1.0) * np.exp(-(d**hardness))
+    patch = c.img[sl]
+    # Desaturate towards the local grey first: these marks take colour out as well as light.
+    grey = patch.mean(axis=-1, keepdims=True)
+    patch = patch + rng.uniform(0.2, 0.7) * alpha[..., None] * (grey - patch)
+    spectrum = _BLUE if rng.random() < 0.4 else _GREY
+    _commit(c, sl, _absorb(patch, alpha, _pigment(rng, spectrum, 0.5, 1.5)))
+
+
+def _paint_pustule(c: _Canvas, cy: float, cx: float) -> None:
+    rng, s = c.rng, c.scale
+    r = s * rng.uniform(1.2, 5.0)
+    aspect = rng.uniform(0.75, 1.0)
+    ring = rng.random() < 0.75
+    win = _window(c, cy, cx, 2.6 * r)
+    if win is None:
+        return
+    sl, yy, xx = win
+    d = _irregular_disc(rng, yy, xx, r, aspect)
+    new = c.img[sl]
+    if ring:
+        red = rng.uniform(0.5, 1.1) * np.exp(-(d**2) / 0.8)
+        new = _absorb(new, red, _pigment(rng, _BLOOD, 0.8, 1.5))
+    head_r = rng.uniform(0.3, 0.6) if ring else rng.uniform(0.5, 0.9)
+    sharp = rng.uniform(2.0, 5.0)
+    head = rng.uniform(0.4, 0.9) * np.exp(-((d / head_r) ** sharp))
+    # White to pale yellow, lighter than the skin around it whatever its tone.
+    tint = np.float32([1.0, 0.97, rng.uniform(0.75, 1.0)])
+    pale = np.clip(channel_max(c.img[sl])[..., None] * 1.1 * tint + 0.08, 0.0, 1.0)
+    new = new + head[..., None] * (pale - new)
+    _commit(c, sl, new)
+
+
+def _paint_blackhead(c: _Canvas, cy: float, cx: float) -> None:
+    rng, s = c.rng, c.scale
+    # Usually a few together, as on the nose and chin.
+    for _ in range(int(rng.integers(1, 6))):
+        r = max(0.7, s * rng.uniform(0.7, 1.8))
+        oy, ox = rng.normal(0.0, 3.0 * s, 2)
+        win = _window(c, cy + oy, cx + ox, 3.0 * r)
+        if win is None:
+            continue
+        sl, yy, xx = win
+        d = _irregular_disc(rng, yy, xx, r, rng.uniform(0.7, 1.0))
+        alpha = rng.uniform(0.6, 1.0) * np.exp(-(d ** rng.uniform(2.0, 4.0)))
+        dark = _pigment(rng, _MELANIN, 1.5, 3.0) * _pigment(rng, _GREY, 0.5, 1.5)
+        _commit(c, sl, _absorb(c.img[sl], alpha, dark))
+
 _PAINTERS: dict[str, Callable[[_Canvas, float, float], None]] = {
     "acne": _paint_acne,
     "mark": _paint_mark,
     "freckles": _paint_freckles,
     "scar": _paint_scar,
     "blotch": _paint_blotch,
+    "macule": _paint_macule,
+    "bruise": _paint_bruise,
+    "pustule": _paint_pustule,
+    "blackhead": _paint_blackhead,
 }
 
 

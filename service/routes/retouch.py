@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model.engine import MAX_STRENGTH
+from model.engine import MAX_STRENGTH, MAX_WHITENING
 from model.photo import MEDIA_TYPES
 from service import errors
 from service.batcher import ClientGone, DeadlineExceeded
@@ -30,6 +30,12 @@ class RetouchParams(BaseModel):
         ge=0.0,
         le=MAX_STRENGTH,
         description="0 returns the input unchanged, 1 the model's retouch, up to 1.5 more.",
+    )
+    whitening: float = Field(
+        0.0,
+        ge=0.0,
+        le=MAX_WHITENING,
+        description="Lightens the skin (soft light on the skin mask); 0, the default, is off.",
     )
     format: Literal["jpeg", "png", "webp", "tiff"] | None = Field(
         None, description="Output format; default: the input's."
@@ -83,6 +89,7 @@ _REQUEST_BODY: dict[str, Any] = {
                     "properties": {
                         "image": {"type": "string", "format": "binary"},
                         "strength": {"type": "number", "minimum": 0, "maximum": MAX_STRENGTH},
+                        "whitening": {"type": "number", "minimum": 0, "maximum": MAX_WHITENING},
                         "format": {"type": "string", "enum": list(MEDIA_TYPES)},
                         "quality": {"type": "integer", "minimum": 1, "maximum": 100},
                         "output": {"type": "string", "enum": ["image", "mask"]},
@@ -100,6 +107,9 @@ _OK = {
         "headers": {
             "X-Request-ID": {"description": "The client's, echoed, or a new one."},
             "Server-Timing": {"description": "queue, decode, model and encode, in ms."},
+            "X-Faces": {
+                "description": "Faces found and retouched; 0: the photo is returned unchanged."
+            },
         },
     }
 }
@@ -144,7 +154,9 @@ async def retouch(
                     raise ClientGone("decode")
                 if time.monotonic() > deadline:
                     raise DeadlineExceeded("the deadline passed while decoding")
-                item = slot.submit(source.rgb, params.strength, params.output == "mask", deadline)
+                item = slot.submit(
+                    source.rgb, params.strength, params.output == "mask", deadline, params.whitening
+                )
                 result = await runtime.batcher.wait(item, disconnected)
             finally:
                 disconnected.cancel()
@@ -154,4 +166,5 @@ async def retouch(
     timing = _server_timing(
         queue=item.queue_seconds, decode=decode_s, model=item.model_seconds, encode=encode_s
     )
-    return Response(body, media_type=media_type, headers={"Server-Timing": timing})
+    headers = {"Server-Timing": timing, "X-Faces": str(result.faces)}
+    return Response(body, media_type=media_type, headers=headers)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from images import grace_hopper
 from PIL import Image, ImageCms
 
 from model.cli import main
+from model.faces import FaceParser
 
 
 def _pixels(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -81,8 +83,31 @@ def test_unloadable_weights_fail_clearly(inputs, tmp_path, capsys) -> None:
 
 
 def test_bad_arguments_are_refused(inputs, tmp_path) -> None:
-    with pytest.raises(SystemExit):
-        main([str(inputs["png"]), "-o", str(tmp_path), "--strength", "2"])
+    for bad in (["--strength", "2"], ["--whitening", "1.6"], ["--whitening", "-1"]):
+        with pytest.raises(SystemExit):
+            main([str(inputs["png"]), "-o", str(tmp_path), *bad])
+
+
+def test_whitening_and_mask_on_a_real_portrait(tmp_path: Path, capsys) -> None:
+    portrait = grace_hopper()
+    src = tmp_path / "hopper.png"
+    Image.fromarray(portrait).save(src)
+    noface = tmp_path / "noise.png"
+    Image.fromarray(_pixels(50, 70)).save(noface)
+    out = tmp_path / "out"
+    args = [str(src), str(noface), "-o", str(out), "--strength", "1", "--whitening", "1", "--mask"]
+    assert main(args) == 0
+    result = np.asarray(Image.open(out / "hopper.png")).astype(int)
+    mask = np.asarray(Image.open(out / "hopper.mask.png"))
+    changed = (result != portrait).any(axis=-1)
+    assert 0.02 < changed.mean() < 0.3
+    assert result[changed].mean() > portrait[changed].mean()  # whitening lightens
+    parser = FaceParser()
+    skin = parser.parse(portrait).skin_mask(portrait.shape[:2])
+    parser.close()
+    assert not mask[skin == 0].any() and not changed[skin == 0].any()  # gated by the skin
+    assert np.array_equal(np.asarray(Image.open(out / "noise.png")), _pixels(50, 70))
+    assert "noise.png: no face found" in capsys.readouterr().err
 
 
 def test_console_module_runs(inputs, tmp_path: Path) -> None:

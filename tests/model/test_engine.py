@@ -1,4 +1,7 @@
-"""The engine: sizes, strength, batching across sizes, tiling, devices."""
+"""The engine's pyramid: sizes, strength, batching across sizes, tiling, devices.
+
+These run on synthetic content with the whole photo as one all-skin region (`FaceParse.whole`),
+so every pixel goes through the network; tests/model/test_face_regions.py covers real faces."""
 
 import numpy as np
 import pytest
@@ -6,7 +9,8 @@ import torch
 
 from model.abpn import ABPN
 from model.config import ABPNConfig
-from model.engine import RetouchEngine, validate_image
+from model.engine import RetouchEngine, RetouchResult, validate_image
+from model.faces import FaceParse
 
 
 def _model(**overrides) -> ABPN:
@@ -28,6 +32,15 @@ def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
+def _run(
+    engine: RetouchEngine, image: np.ndarray, strength: float = 1.0, return_mask: bool = False
+) -> RetouchResult:
+    (result,) = engine.retouch_batch(
+        [image], strength, return_mask, parses=[FaceParse.whole(image.shape[:2])]
+    )
+    return result
+
+
 @pytest.fixture(scope="module")
 def engine() -> RetouchEngine:
     return RetouchEngine(_model(lrl_size=64, tile_size=96))
@@ -36,7 +49,7 @@ def engine() -> RetouchEngine:
 @pytest.mark.parametrize("shape", [(37, 53), (300, 200), (17, 900), (401, 299), (1, 1)])
 def test_output_matches_input_size(engine: RetouchEngine, shape) -> None:
     image = _photo(*shape)
-    result = engine.retouch(image, return_mask=True)
+    result = _run(engine, image, return_mask=True)
     assert result.image.shape == image.shape and result.image.dtype == np.uint8
     assert result.mask is not None and result.mask.shape == shape
 
@@ -46,20 +59,20 @@ def test_extreme_sizes_with_default_config() -> None:
     engine = RetouchEngine(_model())
     for shape in [(2999, 4001), (9000, 17)]:
         image = _photo(*shape)
-        assert engine.retouch(image).image.shape == image.shape
+        assert _run(engine, image).image.shape == image.shape
 
 
 def test_strength_zero_returns_input_exactly(engine: RetouchEngine) -> None:
     image = _photo(250, 333)
-    result = engine.retouch(image, strength=0.0)
+    result = _run(engine, image, strength=0.0)
     assert np.array_equal(result.image, image)
 
 
 def test_strength_interpolates_and_extrapolates(engine: RetouchEngine) -> None:
     image = _photo(120, 160)
-    full = engine.retouch(image, 1.0).image.astype(float)
-    half = engine.retouch(image, 0.5).image.astype(float)
-    more = engine.retouch(image, 1.5).image.astype(float)
+    full = _run(engine, image, 1.0).image.astype(float)
+    half = _run(engine, image, 0.5).image.astype(float)
+    more = _run(engine, image, 1.5).image.astype(float)
     changed = np.abs(full - image) > 4
     assert changed.any()
     expected_half = (image.astype(float) + full) / 2
@@ -69,7 +82,7 @@ def test_strength_interpolates_and_extrapolates(engine: RetouchEngine) -> None:
 
 def test_bad_strength_and_images_are_refused(engine: RetouchEngine) -> None:
     with pytest.raises(ValueError, match="strength"):
-        engine.retouch(_photo(8, 8), strength=1.6)
+        _run(engine, _photo(8, 8), strength=1.6)
     for bad in [
         np.zeros((4, 4), np.uint8),
         np.zeros((4, 4, 3), np.float32),
@@ -84,9 +97,10 @@ def test_batched_mixed_sizes_equal_one_at_a_time(engine: RetouchEngine) -> None:
     batched_engine = RetouchEngine(engine.model, tile_size=engine.tile_size, lrl_chunk=64)
     images = [_photo(120, 90, 1), _photo(64, 200, 2), _photo(333, 500, 3), _photo(30, 30, 4)]
     strengths = [1.0, 0.7, 1.2, 1.0]
-    batched = batched_engine.retouch_batch(images, strengths, return_mask=True)
+    parses = [FaceParse.whole(i.shape[:2]) for i in images]
+    batched = batched_engine.retouch_batch(images, strengths, True, parses=parses)
     for image, strength, got in zip(images, strengths, batched, strict=True):
-        alone = engine.retouch(image, strength, return_mask=True)
+        alone = _run(engine, image, strength, return_mask=True)
         assert np.abs(alone.image.astype(int) - got.image).max() <= 1
         assert np.abs(alone.mask.astype(int) - got.mask).max() <= 1
 
@@ -107,8 +121,8 @@ def test_lrl_batch_equals_single_on_raw_tensors() -> None:
 def test_tiled_pyramid_equals_untiled(shape) -> None:
     model = _model(lrl_size=128)
     image = _photo(*shape, seed=5)
-    untiled = RetouchEngine(model, tile_size=4096).retouch(image, 1.3, return_mask=True)
-    tiled = RetouchEngine(model, tile_size=100).retouch(image, 1.3, return_mask=True)
+    untiled = _run(RetouchEngine(model, tile_size=4096), image, 1.3, return_mask=True)
+    tiled = _run(RetouchEngine(model, tile_size=100), image, 1.3, return_mask=True)
     assert np.abs(untiled.image.astype(int) - tiled.image).max() <= 1
     assert np.abs(untiled.mask.astype(int) - tiled.mask).max() <= 1
     assert (untiled.image != image).any()
@@ -119,7 +133,7 @@ def test_untouched_pixels_stay_bit_exact_when_the_mask_is_zero() -> None:
     with torch.no_grad():
         model.lrl.mask_head.bias.fill_(-20.0)  # the mask branch finds nothing to retouch
     image = _photo(300, 400)
-    result = RetouchEngine(model).retouch(image, 1.5, return_mask=True)
+    result = _run(RetouchEngine(model), image, 1.5, return_mask=True)
     assert np.array_equal(result.image, image)
     assert not result.mask.any()
 
@@ -127,7 +141,7 @@ def test_untouched_pixels_stay_bit_exact_when_the_mask_is_zero() -> None:
 def test_engine_does_not_modify_the_callers_model() -> None:
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    RetouchEngine(model).retouch(_photo(64, 64))
+    _run(RetouchEngine(model), _photo(64, 64))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -140,7 +154,7 @@ def test_half_precision_needs_cuda() -> None:
 def test_cuda_half_matches_cpu_float() -> None:
     model = _model(lrl_size=128)
     image = _photo(600, 900)
-    cpu = RetouchEngine(model).retouch(image, return_mask=True)
-    gpu = RetouchEngine(model, device="cuda").retouch(image, return_mask=True)
+    cpu = _run(RetouchEngine(model), image, return_mask=True)
+    gpu = _run(RetouchEngine(model, device="cuda"), image, return_mask=True)
     assert gpu.image.shape == image.shape
     assert np.abs(cpu.image.astype(int) - gpu.image).mean() < 1.0

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from asgi_support import decoded, metric_value, running, wait_until
-from images import encoded, picture
+from images import encoded, grace_hopper, picture
 from PIL import Image, ImageCms
 
 from model.weights import DEFAULT_WEIGHTS
@@ -74,6 +74,30 @@ async def test_strength_zero_returns_the_input_and_mask_is_grey() -> None:
         np.testing.assert_array_equal(np.asarray(decoded(r.content)), pixels)
         r = await client.post("/v1/retouch?output=mask", content=encoded(pixels), headers=PNG)
         assert decoded(r.content).mode == "L"
+
+
+async def test_whitening_lightens_the_face_only_and_faces_are_counted() -> None:
+    portrait = grace_hopper()
+    async with running() as (_, client):
+        body = encoded(portrait)
+        r = await client.post("/v1/retouch?strength=0&whitening=1.2", content=body, headers=PNG)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-faces"] == "1"
+        out = np.asarray(decoded(r.content)).astype(int)
+        changed = (out != portrait).any(axis=-1)
+        assert 0.02 < changed.mean() < 0.3  # the face's skin, not the photo
+        assert (out[changed] >= portrait[changed]).all()
+        r = await client.post(
+            "/v1/retouch", files={"image": ("p.png", body, "image/png")}, data={"whitening": "0"}
+        )
+        assert r.headers["x-faces"] == "1"
+        r = await client.post("/v1/retouch?whitening=1", content=encoded(picture()), headers=PNG)
+        assert r.status_code == 200 and r.headers["x-faces"] == "0"
+        np.testing.assert_array_equal(np.asarray(decoded(r.content)), picture())
+        for bad in ("1.6", "-0.1", "inf"):
+            r = await client.post(f"/v1/retouch?whitening={bad}", content=body, headers=PNG)
+            assert r.status_code == 422, bad
+            assert r.json()["error"]["code"] == "invalid_parameter"
 
 
 async def test_orientation_icc_and_alpha_survive() -> None:

@@ -47,6 +47,7 @@ class StandIn:
         images: Sequence[np.ndarray],
         strengths: Sequence[float] | float = 1.0,
         return_mask: bool = False,
+        whitening: Sequence[float] | float = 0.0,
     ) -> list[RetouchResult]:
         self.entered.set()
         assert self.gate.wait(10), "test gate never opened"

