@@ -3,13 +3,14 @@
 Per batch:
 
 1. every photo is parsed for faces and skin (`model.faces`, on the CPU); each face region (the
-   face plus a margin, overlapping regions merged) becomes one crop, so what the LRL sees of a
-   face does not shrink as the photo grows;
+   face plus a margin) becomes one crop, so what the LRL sees of a face does not shrink as the
+   photo grows;
 2. every crop is resized to the LRL's working size (Pillow, on uint8: fast and light at 8K) and
    the LRL runs over all crops of all photos (mixed sizes, one padded canvas per chunk);
 3. each crop's blend pyramid runs on its own, its large levels in tiles, and ABM applies the
    blend layer gated by the skin mask: nothing outside skin changes, and everything outside
-   every region is the input, bit for bit. Whitening (soft light on the skin mask) follows.
+   every face's skin is the input, bit for bit. Whitening (soft light on the skin mask)
+   follows. Regions of nearby faces may overlap; each writes back only its own face's skin.
 
 A tile whose mask or skin is zero everywhere it depends on is neutral by construction and copied
 through untouched, which is where most of an 8K portrait goes. A photo with no face found is
@@ -235,9 +236,13 @@ class RetouchEngine:
             for job in (j for j in jobs if j.photo == i):
                 crop, crop_mask = self._render(job, strengths[i], whitenings[i], return_mask)
                 b = job.region.box
-                out[b.y0 : b.y1, b.x0 : b.x1] = crop
+                # Regions of nearby faces overlap; each changed only its own face's skin.
+                skin = job.region.skin[..., None] > 0
+                view = out[b.y0 : b.y1, b.x0 : b.x1]
+                np.copyto(view, crop, where=skin)
                 if mask is not None and crop_mask is not None:
-                    mask[b.y0 : b.y1, b.x0 : b.x1] = crop_mask
+                    m = mask[b.y0 : b.y1, b.x0 : b.x1]
+                    np.maximum(m, crop_mask, out=m)
             results.append(
                 RetouchResult(
                     image=out,

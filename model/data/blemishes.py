@@ -404,6 +404,7 @@ def _paint_blackhead(c: _Canvas, cy: float, cx: float) -> None:
         dark = _pigment(rng, _MELANIN, 1.5, 3.0) * _pigment(rng, _GREY, 0.5, 1.5)
         _commit(c, sl, _absorb(c.img[sl], alpha, dark))
 
+
 _PAINTERS: dict[str, Callable[[_Canvas, float, float], None]] = {
     "acne": _paint_acne,
     "mark": _paint_mark,

@@ -86,7 +86,9 @@ def _load(path: Path, name: str) -> list[FaceCrop]:
 
 
 @functools.cache
-def training_faces(photo_dir: Path = DEFAULT_DIR, cache_dir: Path = CACHE_DIR) -> tuple[FaceCrop, ...]:
+def training_faces(
+    photo_dir: Path = DEFAULT_DIR, cache_dir: Path = CACHE_DIR
+) -> tuple[FaceCrop, ...]:
     """Every face region of the training photos (parsed on first use, then read from cache)."""
     out: list[FaceCrop] = []
     for photo in photos("train"):

@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .blemishes import paint_blemishes
-from .dataset import Batch, Sample, _colour_jitter_uint8, _finish, _log_uniform, collate, draw_sample
+from .dataset import (
+    Batch,
+    Sample,
+    _colour_jitter_uint8,
+    _finish,
+    _log_uniform,
+    collate,
+    draw_sample,
+)
 from .face_crops import FaceCrop, negative_photos, training_faces
 
 FACE_AT_SCALE_ONE = 250.0

@@ -1,0 +1,282 @@
+"""Evaluation on held-out real photos: two painters, three resolutions, and clean photos.
+
+For every evaluation photo (never opened by training, see ``model.data.real_photos``) resized so
+its long side is 2K, 4K or 8K (upscaled where needed), defects are painted on the skin of each
+face region by two painters: the training painter (``model.data.blemishes``) and the
+independent evaluation painter (``model.evalpaint``, written without reference to the first and
+used for nothing but this). Identity, the classic filter and ABPN (through the engine, which
+parses the painted photo itself) are scored against the clean photo:
+
+- PSNR inside the defects (pooled over all defect pixels of a painter and resolution);
+- PSNR outside the defects over the whole photo, and over the face regions only.
+
+Clean photos (nothing painted) measure what ABPN touches that it should not: the share of
+*protected* pixels (face parts and non-skin areas from the parser, dilated a little) changed by
+more than 2 grey levels, the number of changed pixels outside the skin mask (the gate makes this
+0), and the share of the photo the retouch mask covers.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from model.baseline import classic_retouch
+from model.data.blemishes import paint_blemishes, quantise
+from model.data.real_photos import load, photos
+from model.engine import RetouchEngine
+from model.evalpaint import paint_face
+from model.faces import FaceParse
+from model.quality import psnr_from_mse, squared_error
+
+RESOLUTIONS = {"2K": 2048, "4K": 3840, "8K": 7680}
+CHANGED_LEVELS = 2
+"""A pixel counts as changed when some channel moved by more than this many grey levels."""
+PROTECT_DILATION = 0.002
+"""Protected areas are dilated by this share of the photo's long side (4 px at 2K, 15 at 8K)."""
+
+Painter = Callable[[np.ndarray, FaceParse, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def resize_long_side(image: np.ndarray, side: int) -> np.ndarray:
+    """`image` with its long side `side`: bicubic when enlarging, area average when shrinking."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    method = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(image).resize(size, method))
+
+
+def _per_region(
+    paint: Callable[[np.ndarray, np.ndarray, float, np.random.Generator], np.ndarray],
+) -> Painter:
+    """A painter over a whole photo from one over a face region's crop."""
+
+    def painter(
+        clean: np.ndarray, parse: FaceParse, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        out = clean.copy()
+        for region in parse.regions:
+            b = region.box
+            crop = clean[b.y0 : b.y1, b.x0 : b.x1]
+            width = max(f.width for f in region.faces)
+            out[b.y0 : b.y1, b.x0 : b.x1] = paint(crop, region.skin / 255.0, width, rng)
+        return out, (out != clean).any(axis=-1)
+
+    return painter
+
+
+def _training_paint(
+    crop: np.ndarray, skin: np.ndarray, width: float, rng: np.random.Generator
+) -> np.ndarray:
+    painted, _ = paint_blemishes(crop.astype(np.float32) / 255.0, skin, rng, scale=width / 250.0)
+    return quantise(painted)
+
+
+def _independent_paint(
+    crop: np.ndarray, skin: np.ndarray, width: float, rng: np.random.Generator
+) -> np.ndarray:
+    return paint_face(crop, skin, width, rng).image
+
+
+PAINTERS: dict[str, Painter] = {
+    "training painter": _per_region(_training_paint),
+    "independent painter": _per_region(_independent_paint),
+}
+
+
+@dataclass
+class _Pool:
+    se: float = 0.0
+    n: int = 0
+
+    def add(self, se: np.ndarray, where: np.ndarray) -> None:
+        self.se += float(se[where].sum())
+        self.n += int(where.sum())
+
+    @property
+    def psnr(self) -> float:
+        return psnr_from_mse(self.se / max(self.n, 1))
+
+
+@dataclass
+class PaintedRow:
+    """One painter at one resolution: PSNR (dB) per method, pooled over the photos."""
+
+    painter: str
+    resolution: str
+    photos: int
+    defect_pixels: int
+    inside: dict[str, float]
+    outside: dict[str, float]
+    outside_regions: dict[str, float]
+
+
+@dataclass
+class CleanRow:
+    """ABPN on one clean photo at one resolution."""
+
+    photo: str
+    resolution: str
+    faces: int
+    protected_changed: float
+    """Share of protected pixels changed by more than CHANGED_LEVELS."""
+    changed_outside_skin: int
+    """Pixels changed by more than CHANGED_LEVELS where the skin mask is 0 (the gate: 0)."""
+    masked_share: float
+    """Share of the photo's pixels the retouch mask covers (above 0)."""
+
+
+def _seed(*parts: str) -> int:
+    return zlib.crc32("/".join(parts).encode())
+
+
+def _abpn(engine: RetouchEngine, whole_photo: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """ABPN through the engine; `whole_photo`: as before face parsing (the whole photo is one
+    all-skin region), to measure what the face regions and the skin gate changed."""
+
+    def run(image: np.ndarray) -> np.ndarray:
+        parses = [FaceParse.whole(image.shape[:2])] if whole_photo else None
+        return engine.retouch_batch([image], 1.0, True, parses=parses)[0]
+
+    return run
+
+
+def evaluate_painted(
+    engine: RetouchEngine,
+    names: tuple[str, ...],
+    resolutions: dict[str, int],
+    whole_photo: bool = False,
+) -> list[PaintedRow]:
+    """Both painters, every resolution: identity, classic filter and ABPN on painted photos."""
+    abpn = _abpn(engine, whole_photo)
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "identity": lambda image: image,
+        "classic filter": classic_retouch,
+        "ABPN": lambda image: abpn(image).image,
+    }
+    rows = []
+    for painter_name, painter in PAINTERS.items():
+        for res_name, side in resolutions.items():
+            inside = {m: _Pool() for m in methods}
+            outside = {m: _Pool() for m in methods}
+            in_regions = {m: _Pool() for m in methods}
+            defects = 0
+            for name in names:
+                clean = resize_long_side(load(name), side)
+                parse = engine.parse(clean)
+                rng = np.random.default_rng(_seed(name, res_name, painter_name))
+                painted, mask = painter(clean, parse, rng)
+                regions = np.zeros(clean.shape[:2], bool)
+                for r in parse.regions:
+                    regions[r.box.y0 : r.box.y1, r.box.x0 : r.box.x1] = True
+                defects += int(mask.sum())
+                for m, run in methods.items():
+                    se = squared_error(run(painted), clean)
+                    inside[m].add(se, mask)
+                    outside[m].add(se, ~mask)
+                    in_regions[m].add(se, regions & ~mask)
+            rows.append(
+                PaintedRow(
+                    painter=painter_name,
+                    resolution=res_name,
+                    photos=len(names),
+                    defect_pixels=defects,
+                    inside={m: p.psnr for m, p in inside.items()},
+                    outside={m: p.psnr for m, p in outside.items()},
+                    outside_regions={m: p.psnr for m, p in in_regions.items()},
+                )
+            )
+    return rows
+
+
+def protected_mask(parse: FaceParse, shape: tuple[int, int]) -> np.ndarray:
+    """Face parts and non-skin areas (skin mask 0), dilated a little into the skin."""
+    non_skin = (parse.skin_mask(shape) == 0).astype(np.uint8)
+    r = max(1, round(PROTECT_DILATION * max(shape)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.dilate(non_skin, kernel) > 0
+
+
+def evaluate_clean(
+    engine: RetouchEngine,
+    names: tuple[str, ...],
+    resolutions: dict[str, int | None],
+    whole_photo: bool = False,
+) -> list[CleanRow]:
+    """ABPN on clean photos (None: the photo's own size): what it changes that it should not."""
+    abpn = _abpn(engine, whole_photo)
+    rows = []
+    for name in names:
+        for res_name, side in resolutions.items():
+            image = load(name) if side is None else resize_long_side(load(name), side)
+            parse = engine.parse(image)
+            result = abpn(image)
+            diff = np.abs(result.image.astype(np.int16) - image).max(axis=-1)
+            changed = diff > CHANGED_LEVELS
+            protected = protected_mask(parse, image.shape[:2])
+            rows.append(
+                CleanRow(
+                    photo=name,
+                    resolution=res_name,
+                    faces=len(parse.regions),
+                    protected_changed=float((changed & protected).sum() / max(protected.sum(), 1)),
+                    changed_outside_skin=int((changed & (parse.skin_mask(diff.shape) == 0)).sum()),
+                    masked_share=float((result.mask > 0).mean()),
+                )
+            )
+    return rows
+
+
+def painted_table(rows: list[PaintedRow]) -> str:
+    """Markdown table of the painted-photo rows."""
+    lines = [
+        "| painter | res | defect px | PSNR inside: identity / classic / ABPN | ABPN gain "
+        "| PSNR outside (photo): classic / ABPN | outside (face regions): classic / ABPN |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        i, o, g = r.inside, r.outside, r.outside_regions
+        lines.append(
+            f"| {r.painter} | {r.resolution} | {r.defect_pixels} "
+            f"| {i['identity']:.2f} / {i['classic filter']:.2f} / {i['ABPN']:.2f} "
+            f"| {i['ABPN'] - i['identity']:+.2f} dB "
+            f"| {o['classic filter']:.2f} / {o['ABPN']:.2f} "
+            f"| {g['classic filter']:.2f} / {g['ABPN']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def clean_table(rows: list[CleanRow]) -> str:
+    """Markdown table of the clean-photo rows."""
+    lines = [
+        "| photo | res | faces | protected px changed > 2 levels | changed outside skin "
+        "| masked share |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.photo} | {r.resolution} | {r.faces} | {100 * r.protected_changed:.3f}% "
+            f"| {r.changed_outside_skin} | {100 * r.masked_share:.2f}% |"
+        )
+    return "\n".join(lines)
+
+
+def run(engine: RetouchEngine, quick: bool = False, whole_photo: bool = False) -> dict:
+    """The whole real-photo evaluation; `quick` keeps 2K only (a smoke run); `whole_photo` runs
+    ABPN without face regions or skin gate (the engine before them)."""
+    painted_names = tuple(p.name for p in photos("eval") if p.name != "group12")
+    clean_names = tuple(p.name for p in photos("eval")) + tuple(p.name for p in photos("demo"))
+    resolutions = {"2K": 2048} if quick else RESOLUTIONS
+    painted = evaluate_painted(engine, painted_names, resolutions, whole_photo)
+    clean = evaluate_clean(engine, clean_names, {"native": None, "4K": 3840}, whole_photo)
+    return {
+        "painted": [asdict(r) for r in painted],
+        "clean": [asdict(r) for r in clean],
+        "tables": {"painted": painted_table(painted), "clean": clean_table(clean)},
+    }
