@@ -22,11 +22,20 @@ model uses; it holds a lock because a FaceMesh graph serves one call at a time.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+logger = logging.getLogger("abpn.faces")
 
 DETECT_SIDE = 640
 """Long side of the copy the detector sees. Its time grows faster than the pixel count (0.04 s
@@ -154,6 +163,40 @@ class FaceParse:
         return out
 
 
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 meanwhile to the `abpn.faces` logger
+    (debug) instead; JSON lines other threads logged in that time go out unchanged."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.startswith("{"):
+                    print(line, file=sys.stderr)
+                elif line.strip():
+                    logger.debug("mediapipe: %s", line.strip())
+
+
+def _warm_up_face() -> np.ndarray | None:
+    """A real face to run FaceMesh on once at start-up (matplotlib, which mediapipe installs,
+    ships one), so that its first-face notices are printed inside the capture."""
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[40:440, 60:460]
+    except Exception:  # a missing or unreadable sample only costs the notices their capture
+        return None
+
+
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[1] == width and image.shape[0] == height:
         return image
@@ -179,17 +222,24 @@ class FaceParser:
     needed: calls are serialised by a lock."""
 
     def __init__(self) -> None:
-        import mediapipe as mp
         import yuface
 
         self._detect = yuface.detect
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=0.3,
-        )
         self._lock = threading.Lock()
+        # MediaPipe's C++ side prints one-time notices straight to file descriptor 2 while its
+        # graph starts and on its first face; they would break the service's JSON log lines.
+        with native_stderr_to_log():
+            import mediapipe as mp
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=0.3,
+            )
+            warm = _warm_up_face()
+            if warm is not None:
+                self._mesh.process(_resize(warm, MESH_SIDE, MESH_SIDE))
 
     def close(self) -> None:
         """Release the FaceMesh graph."""

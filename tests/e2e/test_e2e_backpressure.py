@@ -14,10 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import pytest
-from images import encoded, picture
+from images import encoded, picture, slow_portrait
 from server_support import Server, sample, wait_for
 
-BIG = (1800, 2400)  # about a second of CPU work for the random network (measured 0.97 s)
+BIG = (2400, 2048)  # a face about 800 px wide: over a second of CPU work for the random network
 PNG = {"content-type": "image/png"}
 
 
@@ -51,7 +51,7 @@ def post(server_narrow: Server) -> Iterator[Callable[..., httpx.Response]]:
 def _occupy(server: Server, pool: ThreadPoolExecutor, post) -> tuple[Future, float]:
     """Send the large image and return once the replica is working on it."""
     batches = server.metric("abpn_batch_size_count", device="cpu")
-    big = pool.submit(post, encoded(picture(*BIG)))
+    big = pool.submit(post, encoded(slow_portrait(*BIG)))
     wait_for(
         lambda: server.metric("abpn_batch_size_count", device="cpu") == batches + 1,
         what="the large image reaching the replica",

@@ -10,7 +10,7 @@ import signal
 import time
 
 import httpx
-from images import encoded, picture
+from images import encoded, picture, slow_portrait
 from server_support import start_server, wait_for
 
 DRAIN_TIMEOUT_S = 60
@@ -71,8 +71,8 @@ def test_drain_timeout_bounds_the_exit_and_answers_everyone(tmp_path) -> None:
     drain_timeout_s = 2.0
     server = start_server(tmp_path, max_batch_size=1, max_queue=32, drain_timeout_s=drain_timeout_s)
     try:
-        # 12 large images one at a time (~0.46 s each): far more work than the 2 s drain.
-        bodies = [encoded(picture(1200, 1600, seed=i)) for i in range(12)]
+        # 12 large portraits one at a time (a second or more each): far more than the 2 s drain.
+        bodies = [encoded(slow_portrait(1200, 1024, seed=i)) for i in range(12)]
 
         async def scenario() -> tuple[list[tuple[int, str]], float]:
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
