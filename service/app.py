@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from service import docs_assets, errors
 from service.config import Settings
 from service.middleware import RequestContextMiddleware
-from service.routes import health, models, retouch
+from service.routes import demo, health, models, retouch
 from service.runtime import Runtime
 
 logger = logging.getLogger("abpn.app")
@@ -67,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     docs_assets.install(app)
+    demo.install(app)
     return app
