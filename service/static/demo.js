@@ -154,13 +154,17 @@
 
   async function showResult(result, params) {
     const url = URL.createObjectURL(result.blob);
-    el.after.src = url;
+    // Decoded aside first, so that a result the browser cannot show leaves the last one up.
+    const probe = new Image();
+    probe.src = url;
     try {
-      await el.after.decode();
+      await probe.decode();
     } catch {
       URL.revokeObjectURL(url);
       throw new ApiError(0, "", `This browser cannot show ${result.blob.type || "the result"}.`);
     }
+    el.after.src = url;
+    await el.after.decode(); // already decoded: at once, and the size below is then known
     if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
     state.resultUrl = url;
     el.after.hidden = false;
