@@ -25,10 +25,12 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Browser]:
-    """One headless Chromium for the session. Playwright gives each launch a new, empty
-    profile directory and each context its own storage."""
+    """One headless Chromium per test module. Playwright gives each launch a new, empty
+    profile directory and each context its own storage. Not per session: Playwright's sync API
+    keeps an event loop running in this thread while it is open, and the asyncio tests of
+    other folders could not start theirs."""
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield browser

@@ -1,14 +1,17 @@
 """The demo page in headless Chromium against a real server on the shipped weights: a real
 portrait in, the result at its size, the mask overlay, parameters that re-run the request, the
-API's error text, the API key header, keyboard use and a phone-sized screen."""
+API's error text (a corrupt file; a 503 with Retry-After), the API key header, keyboard use and
+a phone-sized screen."""
 
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from browser_support import (
     PORTRAIT_SIZE,
     is_retouch,
@@ -18,10 +21,12 @@ from browser_support import (
     wait_for_result,
     wait_idle,
 )
-from e2e.server_support import Server
+from e2e.server_support import Server, start_server, wait_for
+from images import encoded, picture
 from PIL import Image
-from playwright.sync_api import Browser, Page, Request
+from playwright.sync_api import Browser, BrowserContext, Page, Request
 
+BUSY = (2400, 3200)  # seconds of CPU work for the random network: the window the test needs
 SIZE_JS = (
     "(id) => [document.getElementById(id).naturalWidth, document.getElementById(id).naturalHeight]"
 )
@@ -263,3 +268,40 @@ def test_readable_on_a_phone(browser: Browser, server: Server, tmp_path: Path) -
         save_screenshot(page, tmp_path, "demo_page_phone.png")
     finally:
         phone.close()
+
+
+def test_a_full_queue_shows_503_with_retry_after(
+    context: BrowserContext, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """One image at a time and one queue place (random weights: only the refusal matters): a
+    large image keeps the replica busy, a second request takes the place, and the page's
+    request is refused at once, as any client's would be."""
+    srv = start_server(tmp_path_factory.mktemp("narrow"), max_batch_size=1, max_queue=1)
+    try:
+        page = context.new_page()
+        page.goto(f"{srv.url}/")
+        png = {"content-type": "image/png"}
+        with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=srv.url, timeout=120) as api:
+            batches = srv.metric("abpn_batch_size_count", device="cpu")
+            big = pool.submit(api.post, "/v1/retouch", content=encoded(picture(*BUSY)), headers=png)
+            wait_for(
+                lambda: srv.metric("abpn_batch_size_count", device="cpu") == batches + 1,
+                what="the large image reaching the replica",
+            )
+            queued = pool.submit(api.post, "/v1/retouch", content=encoded(picture()), headers=png)
+            wait_for(lambda: srv.metric("abpn_queue_depth") == 1, what="the queue place taken")
+            with page.expect_response(lambda r: is_retouch(r.request)) as answer:
+                page.set_input_files("#file", str(portrait()))
+            wait_idle(page)
+            # The same refusal, asked directly (Playwright cannot read the page's response body
+            # here); the replica is still on the large image, seconds from done.
+            refused = api.post("/v1/retouch", content=encoded(picture()), headers=png)
+            assert big.result().status_code == 200 and queued.result().status_code == 200
+        assert answer.value.status == refused.status_code == 503
+        error = refused.json()["error"]
+        assert error["code"] == "queue_full"
+        text = page.inner_text("#error")
+        assert error["message"] in text
+        assert f"503 queue_full · retry after {refused.headers['retry-after']} s" in text
+    finally:
+        srv.stop()
