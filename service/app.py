@@ -12,10 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
-from service import errors
+from service import docs_assets, errors
 from service.config import Settings
 from service.middleware import RequestContextMiddleware
-from service.routes import health, models, retouch
+from service.routes import demo, health, models, retouch
 from service.runtime import Runtime
 
 logger = logging.getLogger("abpn.app")
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Retouches portrait photos up to 8K with ABPN (Adaptive Blend Pyramid Network).",
         description='Every error answers `{"error": {"code": ..., "message": ...}}`.',
         lifespan=_lifespan,
+        docs_url=None,  # docs_assets serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.metrics = runtime.metrics
@@ -64,4 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(retouch.router)
     app.include_router(health.router)
     app.include_router(models.router)
+    docs_assets.install(app)
+    demo.install(app)
     return app
