@@ -22,11 +22,11 @@ from browser_support import (
     wait_idle,
 )
 from e2e.server_support import Server, start_server, wait_for
-from images import encoded, picture
+from images import encoded, picture, slow_portrait
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Request
 
-BUSY = (2400, 3200)  # seconds of CPU work for the random network: the window the test needs
+BUSY = (2400, 2048)  # a large face: seconds of CPU work for the random network, the window needed
 SIZE_JS = (
     "(id) => [document.getElementById(id).naturalWidth, document.getElementById(id).naturalHeight]"
 )
@@ -283,7 +283,8 @@ def test_a_full_queue_shows_503_with_retry_after(
         png = {"content-type": "image/png"}
         with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=srv.url, timeout=120) as api:
             batches = srv.metric("abpn_batch_size_count", device="cpu")
-            big = pool.submit(api.post, "/v1/retouch", content=encoded(picture(*BUSY)), headers=png)
+            busy = encoded(slow_portrait(*BUSY))
+            big = pool.submit(api.post, "/v1/retouch", content=busy, headers=png)
             wait_for(
                 lambda: srv.metric("abpn_batch_size_count", device="cpu") == batches + 1,
                 what="the large image reaching the replica",
