@@ -107,6 +107,7 @@
     return {
       blob,
       timings: parseServerTiming(response.headers.get("Server-Timing")),
+      faces: Number(response.headers.get("X-Faces") ?? "1"),
       totalMs: performance.now() - started,
     };
   }
@@ -171,9 +172,12 @@
     el.stageWrap.classList.add("has-result");
     el.size.textContent = `${el.after.naturalWidth} × ${el.after.naturalHeight} px`;
     showTimings(result);
+    // Only faces are retouched: say so rather than leave an unchanged photo unexplained.
     state.message =
-      `Retouched at strength ${Number(params.strength).toFixed(2)}, ` +
-      `whitening ${Number(params.whitening).toFixed(2)}.`;
+      result.faces === 0
+        ? "No face found: the photo is returned unchanged."
+        : `Retouched ${result.faces} face${result.faces === 1 ? "" : "s"} at strength ` +
+          `${Number(params.strength).toFixed(2)}, whitening ${Number(params.whitening).toFixed(2)}.`;
     const base = state.file.name.replace(/\.[^.]*$/, "") || "photo";
     el.download.href = url;
     el.download.download = `${base}.retouched.${EXTENSIONS[result.blob.type] || "img"}`;

@@ -78,6 +78,7 @@ def test_a_real_portrait_is_retouched_at_its_size(page: Page, server: Server) ->
     assert after == before  # drawn exactly over the original, at the same scale
     assert page.inner_text("#size") == "512 × 600 px"
     assert page.locator("#error").is_hidden()
+    assert page.inner_text("#status").startswith("Retouched 1 face at strength 1.00")
 
     # The Server-Timing split of that response, then the browser's own round trip.
     names = page.locator("#timings dt").all_inner_texts()
@@ -132,6 +133,14 @@ def test_mask_toggle_overlays_the_api_mask(page: Page, server: Server) -> None:
     page.keyboard.press("Space")  # same parameters: shown again without a new request
     assert overlay.is_visible()
     assert len(requests) == 1
+
+
+def test_a_photo_without_a_face_says_so(page: Page, tmp_path: Path) -> None:
+    photo = tmp_path / "texture.png"
+    photo.write_bytes(encoded(picture(120, 160)))
+    upload(page, photo)
+    assert page.inner_text("#status") == "No face found: the photo is returned unchanged."
+    assert page.locator("#error").is_hidden()
 
 
 def test_changing_a_parameter_reruns_the_request_once(page: Page) -> None:
