@@ -40,4 +40,10 @@ class JsonErrorH11Protocol(H11Protocol):
         except h11.LocalProtocolError:
             # A response had already started on this connection: nothing more can be said.
             pass
+        if self.cycle is not None:
+            # The body's framing broke while the app was already handling the request: from
+            # now on it sees a client that left, instead of failing (and logging a traceback)
+            # when it answers on a connection that has been answered and closed already.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
         self.transport.close()

@@ -41,23 +41,28 @@ def request_head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def read_answer(sock: socket.socket, timeout: float) -> Answer | None:
-    """The response on `sock`, or None if none came within `timeout` seconds (or the server
-    closed without one)."""
+def read_answer(sock: socket.socket, timeout: float, head: bool = False) -> Answer | None:
+    """The final response on `sock` (interim 1xx ones skipped), or None if none came within
+    `timeout` seconds (or the server closed without one). The answer to a HEAD request
+    (`head`) has no body, whatever its Content-Length says."""
     deadline = time.monotonic() + timeout
     received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = _recv(sock, deadline)
-        if not chunk:
-            return None
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
+    while True:
+        while b"\r\n\r\n" not in received:
+            chunk = _recv(sock, deadline)
+            if not chunk:
+                return None
+            received += chunk
+        top, _, body = received.partition(b"\r\n\r\n")
+        status_line, *lines = top.decode("latin-1").split("\r\n")
+        if not status_line.split()[1].startswith("1"):
+            break
+        received = body
     headers = {}
     for line in lines:
         key, _, value = line.partition(":")
         headers[key.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
+    length = 0 if head else int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = _recv(sock, deadline)
         if not chunk:

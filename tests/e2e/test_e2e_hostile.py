@@ -4,6 +4,7 @@ drain. Every one gets a JSON answer in bounded time, and none starves the honest
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -46,10 +47,8 @@ def _trickle(sockets: list, stop: threading.Event) -> None:
     sent = 1
     while not stop.wait(0.5) and sent < len(BODY) - 1:
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):  # cut by the server: what the test expects
                 sock.sendall(BODY[sent : sent + 1])
-            except OSError:
-                pass  # cut by the server: what the test expects
         sent += 1
 
 
@@ -104,10 +103,19 @@ def test_a_body_shorter_than_its_content_length_gets_408(hostile: Server) -> Non
         b"Content-Length: 10\r\nContent-Length: 20\r\n\r\n0123456789",
         b"POST /v1/retouch HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        # The app has started on it (an unknown route answers at once) when the chunk breaks.
+        b"POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
         b"NOT-HTTP\r\n\r\n",
     ],
-    ids=["length-abc", "two-lengths", "bad-chunk-size", "bad-header", "bad-request-line"],
+    ids=[
+        "length-abc",
+        "two-lengths",
+        "bad-chunk-size",
+        "bad-chunk-unknown-route",
+        "bad-header",
+        "bad-request-line",
+    ],
 )
 def test_malformed_framing_gets_a_json_400(hostile: Server, raw: bytes) -> None:
     with connect(hostile.port) as sock:
@@ -115,7 +123,9 @@ def test_malformed_framing_gets_a_json_400(hostile: Server, raw: bytes) -> None:
         answer = read_answer(sock, 10)
     assert answer is not None
     assert (answer.status, answer.error_code()) == (400, "bad_request")
-    assert "Exception in ASGI application" not in hostile.log_text()
+    time.sleep(0.2)  # the app's own (dropped) answer, if any, comes just after
+    log = hostile.log_text()
+    assert "Exception in ASGI application" not in log and "unhandled error" not in log
 
 
 def test_made_up_methods_do_not_add_metric_series(hostile: Server) -> None:
