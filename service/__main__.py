@@ -26,7 +26,7 @@ from service import logging as service_logging
 from service.app import create_app
 from service.auth import ApiKeyError
 from service.config import Settings
-from service.http_protocol import JsonErrorH11Protocol
+from service.http_protocol import protocol_class
 from service.runtime import Runtime
 
 logger = logging.getLogger("abpn.server")
@@ -94,7 +94,7 @@ def main() -> None:
         log_config=None,  # service.logging already sends everything out as JSON
         access_log=False,  # the middleware writes one access line per request, with its id
         lifespan="on",
-        http=JsonErrorH11Protocol,
+        http=protocol_class(settings.read_timeout_s),
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
     server = DrainingServer(config, app.state.runtime)

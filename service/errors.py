@@ -176,7 +176,8 @@ DESCRIPTIONS = {
     401: "unauthorized: ABPN_API_KEYS is set and the request has no valid "
     "`Authorization: Bearer <key>`.",
     408: "upload_timeout: the body did not arrive within ABPN_READ_TIMEOUT_S plus its length "
-    "over ABPN_MIN_UPLOAD_RATE.",
+    "over ABPN_MIN_UPLOAD_RATE; request_timeout: the headers took longer than "
+    "ABPN_READ_TIMEOUT_S.",
     404: "not_found.",
     405: "method_not_allowed.",
     413: "body_too_large (over ABPN_MAX_BODY_BYTES, refused before it is read) or "

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from hostile_support import Answer, connect, read_answer
 from hypothesis import HealthCheck, Phase, given, settings
@@ -169,10 +170,21 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         max_pixels=4_000_000,
         max_batch_wait_ms=2,
     )
+    for name, data in SEEDS.items():  # every codec path once, before memory is measured
+        media = f"image/{name.split('-')[0]}"
+        assert srv.client.post(
+            "/v1/retouch", content=data, headers={"content-type": media}
+        ).is_success
+    process = psutil.Process(srv.proc.pid)
+    rss_before = process.memory_info().rss
     yield srv
+    rss_after = process.memory_info().rss
     alive = srv.client.get("/healthz").status_code
     code = srv.stop()
-    print(f"\nfuzz outcomes ({sum(OUTCOMES.values())} requests): {dict(sorted(OUTCOMES.items()))}")
+    print(
+        f"\nfuzz outcomes ({sum(OUTCOMES.values())} requests): {dict(sorted(OUTCOMES.items()))}; "
+        f"RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB"
+    )
     assert alive == 200 and code == 0
     assert "Exception in ASGI application" not in srv.log_text()
     assert '"level": "error"' not in srv.log_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -152,6 +153,31 @@ def test_deadlines_the_client_chose_do_not_flood_the_log(hostile: Server) -> Non
     assert not [line for line in new if '"level": "error"' in line or "Traceback" in line]
 
 
+def _tiff_with_samples_per_pixel(samples: int) -> bytes:
+    data = bytearray(encoded(picture(), "TIFF"))
+    (ifd,) = struct.unpack_from("<I", data, 4)  # Pillow writes little-endian ("II") TIFFs
+    (count,) = struct.unpack_from("<H", data, ifd)
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 277:  # SamplesPerPixel
+            struct.pack_into("<H", data, entry + 8, samples)
+    return bytes(data)
+
+
+def test_what_pillow_thinks_of_a_bad_file_is_not_logged_as_an_error(hostile: Server) -> None:
+    """Found by the fuzzer: Pillow logs some malformed TIFFs at ERROR."""
+    before = len(hostile.log_text().splitlines())
+    for _ in range(3):
+        r = hostile.client.post(
+            "/v1/retouch",
+            content=_tiff_with_samples_per_pixel(2048),
+            headers={"Content-Type": "image/tiff"},
+        )
+        assert r.status_code in (400, 415) and r.json()["error"]["code"]
+    new = hostile.log_text().splitlines()[before:]
+    assert new and not [line for line in new if '"level": "error"' in line]
+
+
 def _signal_and_collect(server: Server, sock) -> tuple[Answer | None, float, int]:
     server.proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
@@ -204,3 +230,26 @@ def test_http_client_sees_408_as_json(hostile: Server) -> None:
         except httpx.TransportError:
             pytest.fail("the server closed without an answer")
     assert r.status_code == 408 and r.json()["error"]["code"] == "upload_timeout"
+
+
+def test_headers_that_never_end_get_408_and_idle_connections_are_closed(hostile: Server) -> None:
+    with (
+        connect(hostile.port) as idle,
+        connect(hostile.port) as half,
+        connect(hostile.port) as kept,
+    ):
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        # A keep-alive connection: one answered request, then half of the next one's headers.
+        kept.sendall(request_head("GET", "/healthz", {}))
+        first = read_answer(kept, 10)
+        assert first is not None and first.status == 200
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        started = time.monotonic()
+        for sock in (half, kept):
+            answer = read_answer(sock, READ_TIMEOUT_S + MARGIN_S)
+            assert answer is not None, "the half-sent headers were never answered"
+            assert (answer.status, answer.error_code()) == (408, "request_timeout")
+            assert answer.headers["connection"] == "close"
+        assert read_answer(idle, READ_TIMEOUT_S + MARGIN_S) is None  # closed, not answered
+        assert time.monotonic() - started < READ_TIMEOUT_S + MARGIN_S
+        assert idle.recv(1) == b""

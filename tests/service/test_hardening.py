@@ -90,7 +90,7 @@ async def test_an_unterminated_multipart_body_is_400() -> None:
     png = encoded(picture())
     boundary = "abpnboundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
         "Content-Type: image/png\r\n\r\n"
     ).encode() + png  # no closing --boundary--
     headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
