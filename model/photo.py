@@ -57,15 +57,27 @@ DEFAULT_QUALITY = 90
 # phones and cameras write; the first picture is an ordinary JPEG.
 _PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff"}
 _ORIENTATION = 0x0112
+# Pillow modes with an alpha band. Not "has an A in its name": LAB's A is a colour axis.
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 # zlib level 1: a 4K PNG takes about 1 s at level 1 and is only ~8% smaller at level 6.
 _PNG_COMPRESS_LEVEL = 1
 # WebP method 2 encodes 4K in about half the time of Pillow's default (4) at the same size.
 _WEBP_METHOD = 2
 
 
+# What each output format can hold at most. libjpeg refuses sides over 65500 and libwebp over
+# 16383; JPEG keeps EXIF in one APP1 marker and the ICC profile in at most 255 APP2 markers.
+JPEG_MAX_SIDE = 65500
+WEBP_MAX_SIDE = 16383
+_JPEG_MARKER_BYTES = 65533
+JPEG_MAX_EXIF_BYTES = _JPEG_MARKER_BYTES
+JPEG_MAX_ICC_BYTES = 255 * (_JPEG_MARKER_BYTES - 14)  # 14: each marker's ICC_PROFILE header
+
+
 class PhotoError(ValueError):
-    """Bytes that cannot be turned into a photo. `code` is one of "unsupported_media_type",
-    "invalid_image" or "image_too_large"."""
+    """Bytes that cannot be turned into a photo, or a photo that the asked format cannot hold.
+    `code` is one of "unsupported_media_type", "invalid_image", "image_too_large" or
+    "format_limit"."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -153,8 +165,8 @@ def decode(data: bytes, max_pixels: int | None = None) -> Photo:
         icc = img.info.get("icc_profile") or None
         exif = _reset_orientation(img.info.get("exif")) if img.info.get("exif") else None
         rgb = alpha = None
-        if fmt == "jpeg" and img.mode in ("RGB", "L"):
-            rgb = _decode_jpeg_fast(data)
+        if fmt == "jpeg":
+            rgb = _decode_jpeg_checked(data, img.mode)
         if rgb is None:
             try:
                 img.load()
@@ -173,12 +185,22 @@ def decode(data: bytes, max_pixels: int | None = None) -> Photo:
     return Photo(rgb=rgb, alpha=alpha, format=fmt, icc_profile=icc, exif=exif)
 
 
-def _decode_jpeg_fast(data: bytes) -> np.ndarray | None:
-    """libjpeg-turbo through simplejpeg; None when it refuses, so Pillow gets a try."""
+def _decode_jpeg_checked(data: bytes, mode: str) -> np.ndarray | None:
+    """RGB and grey JPEGs decoded by libjpeg-turbo (simplejpeg); None for the rest, which
+    Pillow decodes. Pillow fills a JPEG whose data ends early with grey and says nothing, so
+    libjpeg-turbo's warning decides for those too: a tiny body whose header claims 8K must
+    not buy an 8K decode and model run (checked at 1/8 scale, which reads every byte)."""
+    fast = mode in ("RGB", "L")
     try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
-    except ValueError:
-        return None
+        if fast:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        simplejpeg.decode_jpeg(data, colorspace="CMYK" if mode == "CMYK" else "RGB", min_factor=8)
+    except ValueError as exc:
+        if "premature end" in str(exc).lower():
+            raise PhotoError("invalid_image", f"the JPEG data is truncated: {exc}") from exc
+        # Other warnings (extraneous bytes before a marker, ...) are common in camera files
+        # that every viewer shows: Pillow decodes those.
+    return None
 
 
 def _orientation(img: Image.Image) -> int | None:
@@ -212,7 +234,7 @@ def _to_rgb(
     elif mode == "1":
         img = img.convert("L")
     elif mode not in ("RGB", "RGBA", "L", "LA"):
-        img = img.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+        img = img.convert("RGBA" if mode in _ALPHA_MODES else "RGB")
     arr = np.asarray(img)
     if img.mode in ("L", "LA"):
         grey = arr if arr.ndim == 2 else arr[:, :, 0]
@@ -284,11 +306,38 @@ def _reset_orientation(exif: bytes) -> bytes:
     return prefix + bytes(tiff)
 
 
+def check_encodable(photo: Photo, fmt: str, mask: bool = False) -> None:
+    """Raise PhotoError("format_limit") naming the limit when `photo` (or, with `mask`, its
+    mask, which carries no metadata) cannot be written as `fmt`; cheap, so callers check
+    before doing the work whose result would be thrown away."""
+    height, width = photo.rgb.shape[:2]
+    side, limit = max(width, height), {"jpeg": JPEG_MAX_SIDE, "webp": WEBP_MAX_SIDE}.get(fmt)
+    if limit is not None and side > limit:
+        raise PhotoError(
+            "format_limit",
+            f"{fmt.upper()} images are at most {limit} pixels a side; this one is "
+            f"{width}x{height}: ask for another format",
+        )
+    if fmt != "jpeg" or mask:
+        return
+    for what, data, most in (
+        ("EXIF", photo.exif, JPEG_MAX_EXIF_BYTES),
+        ("ICC profile", photo.icc_profile, JPEG_MAX_ICC_BYTES),
+    ):
+        if data and len(data) > most:
+            raise PhotoError(
+                "format_limit",
+                f"JPEG holds at most {most} bytes of {what}; this image has {len(data)}: ask "
+                "for png, webp or tiff",
+            )
+
+
 def encode(photo: Photo, fmt: str | None = None, quality: int | None = None) -> bytes:
     """Encode a Photo as `fmt` (default: its source format), keeping its ICC profile, EXIF and,
     where the format has one, alpha (JPEG drops it). `quality` (1-100) applies to JPEG and WebP;
     PNG and TIFF are lossless."""
     fmt = fmt or photo.format
+    check_encodable(photo, fmt)
     pixels = photo.rgb
     if photo.alpha is not None and fmt != "jpeg":
         pixels = np.dstack([photo.rgb, photo.alpha])
@@ -297,6 +346,7 @@ def encode(photo: Photo, fmt: str | None = None, quality: int | None = None) -> 
 
 def encode_mask(mask: np.ndarray, fmt: str, quality: int | None = None) -> bytes:
     """Encode an (H, W) uint8 mask as a greyscale image in `fmt`."""
+    check_encodable(Photo(rgb=mask, alpha=None, format=fmt), fmt, mask=True)
     return _encode(mask, fmt, quality, None, None)
 
 
@@ -320,6 +370,10 @@ def _encode(
     options: dict[str, object] = {}
     if icc:
         options["icc_profile"] = icc
+    if exif and fmt == "tiff" and not _exif_parses(exif):
+        # TIFF stores EXIF as tags, so only a block Pillow can parse can be written; the other
+        # formats copy the block as it is.
+        exif = None
     if exif:
         options["exif"] = exif
     if fmt == "jpeg":
@@ -331,6 +385,14 @@ def _encode(
     out = io.BytesIO()
     img.save(out, format=fmt.upper(), **options)
     return out.getvalue()
+
+
+def _exif_parses(exif: bytes) -> bool:
+    try:
+        Image.Exif().load(exif)
+    except Exception:  # Pillow raises many types for a malformed block
+        return False
+    return True
 
 
 def read_file(path: str | Path, max_pixels: int | None = None) -> Photo:

@@ -5,10 +5,10 @@ request already accepted is finished and answered; then uvicorn's own shutdown c
 connections and the lifespan stops the replicas. Plain uvicorn would instead stop listening at
 once (new requests refused, not answered) and exit through the signal.
 
-The drain is bounded by ABPN_DRAIN_TIMEOUT_S: shortly before it ends, requests still waiting
-or running are answered 503 `shutting_down` (with Retry-After, so clients retry elsewhere), and
-the process exits at the deadline without waiting for a model call still under way. A second
-signal exits at once.
+The drain is bounded by ABPN_DRAIN_TIMEOUT_S: shortly before it ends, requests still
+uploading, waiting or running are answered 503 `shutting_down` (with Retry-After, so clients
+retry elsewhere), and the process exits at the deadline without waiting for a model call still
+under way. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pydantic import ValidationError
 
 from service import logging as service_logging
 from service.app import create_app
+from service.auth import ApiKeyError
 from service.config import Settings
+from service.http_protocol import protocol_class
 from service.runtime import Runtime
 
 logger = logging.getLogger("abpn.server")
@@ -69,6 +71,7 @@ class DrainingServer(uvicorn.Server):
                     "drain timeout near: answering the requests still in flight with 503",
                     extra={"in_flight": lifecycle.in_flight},
                 )
+                lifecycle.cut_uploads()
                 await self.runtime.batcher.stop()
         return await super().on_tick(counter)
 
@@ -80,7 +83,10 @@ def main() -> None:
     except ValidationError as exc:
         sys.exit(f"invalid ABPN_* settings:\n{exc}")
     service_logging.configure(settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ApiKeyError as exc:
+        sys.exit(str(exc))
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -88,6 +94,7 @@ def main() -> None:
         log_config=None,  # service.logging already sends everything out as JSON
         access_log=False,  # the middleware writes one access line per request, with its id
         lifespan="on",
+        http=protocol_class(settings.read_timeout_s),
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
     server = DrainingServer(config, app.state.runtime)

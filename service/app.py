@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
-from service import docs_assets, errors
+from service import auth, docs_assets, errors
 from service.config import Settings
 from service.middleware import RequestContextMiddleware
 from service.routes import demo, health, models, retouch
@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.metrics = runtime.metrics
     errors.install(app)
+    digests = auth.load_keys(settings.api_keys)
+    if digests is not None:
+        # Added first, so it runs inside the request context (request id, metrics, access log).
+        app.add_middleware(auth.ApiKeyMiddleware, digests=digests, metrics=runtime.metrics)
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
     app.include_router(retouch.router)
     app.include_router(health.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EIGHT_K_PIXELS = 7680 * 5120
@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline from arrival; a request still waiting for a replica past it gets 504. Clients
     may lower it per request with the X-Request-Timeout header."""
+    read_timeout_s: float = Field(10.0, gt=0)
+    """Time an upload gets before the minimum rate applies: the body must arrive within
+    this plus its length over `min_upload_rate` (408 otherwise)."""
+    min_upload_rate: int = Field(64 * 1024, ge=1)
+    """Bytes per second an upload must keep up, on average, once `read_timeout_s` is over."""
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
     """Largest request body accepted (413 beyond)."""
     max_pixels: int = Field(EIGHT_K_PIXELS, ge=1)
@@ -52,11 +57,20 @@ class Settings(BaseSettings):
     """On SIGTERM, how long accepted requests get to finish before the process exits."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     """Level of the JSON log lines."""
+    api_keys: SecretStr | None = None
+    """Unset: /v1/* is open. Else the accepted API keys, comma-separated, or the absolute path
+    of a file holding them (one per line or comma-separated, e.g. a mounted Kubernetes
+    Secret); /v1/* then needs `Authorization: Bearer <key>`. Secret, so never printed."""
 
     @field_validator("weights", mode="before")
     @classmethod
     def _empty_weights_is_default(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _empty_api_keys_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -59,7 +59,12 @@ def unavailable(code: str, message: str) -> ServiceError:
     return ServiceError(503, code, message, {"Retry-After": str(RETRY_AFTER_S)})
 
 
-_PHOTO_STATUS = {"unsupported_media_type": 415, "invalid_image": 400, "image_too_large": 413}
+_PHOTO_STATUS = {
+    "unsupported_media_type": 415,
+    "invalid_image": 400,
+    "image_too_large": 413,
+    "format_limit": 422,
+}
 
 
 def as_service_error(exc: Exception) -> ServiceError:
@@ -120,7 +125,9 @@ def _record(request: Request, error: ServiceError, exc: Exception) -> None:
 
 async def _handle_domain(request: Request, exc: Exception) -> JSONResponse:
     error = as_service_error(exc)
-    if error.status >= 500 and error.status != 503:
+    if error.status == 500:
+        # Only a bug gets a traceback: every other status is the client's doing or the load's
+        # (a 504 for a 1 ns X-Request-Timeout), and the access line records it already.
         logger.error("request failed: %s", error.message, exc_info=exc)
     _record(request, error, exc)
     return error_response(error)
@@ -164,14 +171,21 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 DESCRIPTIONS = {
-    400: "invalid_image: the image is corrupt, truncated or empty; invalid_multipart.",
+    400: "invalid_image: the image is corrupt, truncated or empty; invalid_multipart; "
+    "bad_request: the HTTP framing itself is malformed.",
+    401: "unauthorized: ABPN_API_KEYS is set and the request has no valid "
+    "`Authorization: Bearer <key>`.",
+    408: "upload_timeout: the body did not arrive within ABPN_READ_TIMEOUT_S plus its length "
+    "over ABPN_MIN_UPLOAD_RATE; request_timeout: the headers took longer than "
+    "ABPN_READ_TIMEOUT_S.",
     404: "not_found.",
     405: "method_not_allowed.",
     413: "body_too_large (over ABPN_MAX_BODY_BYTES, refused before it is read) or "
     "image_too_large (over ABPN_MAX_PIXELS, read from the header before decoding).",
     415: "unsupported_media_type: missing or unsupported Content-Type, or not JPEG, PNG, WebP "
     "or TIFF data.",
-    422: "invalid_parameter: a query, form or header parameter is out of range.",
+    422: "invalid_parameter: a query, form or header parameter is out of range; "
+    "format_limit: the output format cannot hold this image (size or metadata).",
     500: "internal_error or model_error.",
     503: "queue_full, not_ready, draining, shutting_down or out_of_memory; with Retry-After.",
     504: "deadline_exceeded: still queued at the request's deadline; it was never computed.",

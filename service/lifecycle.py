@@ -38,6 +38,8 @@ class Lifecycle:
         """time.monotonic() by which the drain ends; set by begin_drain."""
         self._idle = asyncio.Event()
         self._idle.set()
+        self.uploads_cut = asyncio.Event()
+        """Set when the drain is about to end: uploads still arriving are answered 503."""
 
     def mark_ready(self) -> None:
         """Every replica is loaded and warmed up (ignored once draining)."""
@@ -61,6 +63,11 @@ class Lifecycle:
     def drain_remaining(self) -> float:
         """Seconds left of the drain (0 once it is over; meaningful while draining)."""
         return max(0.0, self.drain_deadline - time.monotonic())
+
+    def cut_uploads(self) -> None:
+        """Answer the uploads still arriving with 503 now, while their clients can still be
+        answered, rather than leaving them to be cut off by the exit."""
+        self.uploads_cut.set()
 
     def liveness_error(self) -> ServiceError | None:
         """Why the process should be restarted, or None while it is healthy."""

@@ -47,6 +47,9 @@ def configure(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Pillow logs what it thinks of malformed files, some at ERROR: that is the client's data,
+    # already answered 400, and a fuzzer could fill the log with it.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would print plain text; let records reach the root instead.
         logger = logging.getLogger(name)

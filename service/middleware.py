@@ -21,6 +21,9 @@ logger = logging.getLogger("abpn.access")
 _VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # Probes and scrapes are frequent and uninteresting: logged at debug level only.
 _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
+# The metric's method label takes these or "other": a client may send any token as the method,
+# and each new label value would be a new time series kept for the life of the process.
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 
 
 class RequestContextMiddleware:
@@ -67,7 +70,8 @@ class RequestContextMiddleware:
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        self.metrics.requests.labels(route, method, str(status)).inc()
         self.metrics.request_seconds.labels(route).observe(seconds)
         level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
         logger.log(

@@ -1,20 +1,24 @@
 """Reading the uploaded image: a raw image body or a multipart form field `image`, under the
 body limit (checked against Content-Length before reading, and counted while reading for
-chunked uploads), plus watching for the client to go away."""
+chunked uploads) and the upload deadline (service.upload_clock), plus watching for the client
+to go away."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive
 
 from model.photo import format_for_media_type
-from service.errors import ServiceError
+from service.errors import ServiceError, unavailable
+from service.upload_clock import UploadClock
 
 _MULTIPART = "multipart/form-data"
 # Part types that say nothing about the data: the bytes are sniffed instead.
@@ -71,40 +75,105 @@ def body_too_large(limit: int) -> ServiceError:
     return ServiceError(413, "body_too_large", f"the request body is over {limit} bytes")
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The body's chunks, stopping with 413 as soon as more than `limit` bytes arrived."""
+def upload_timeout(received: int, clock: UploadClock) -> ServiceError:
+    """The 408 for an upload that fell behind its deadline; the connection is closed, since
+    the rest of the body may never come."""
+    return ServiceError(
+        408,
+        "upload_timeout",
+        f"the upload stalled: {received} bytes arrived in {clock.elapsed():.1f} s; a body gets "
+        f"{clock.grace_s:g} s plus 1 s per {clock.min_rate} bytes (ABPN_READ_TIMEOUT_S, "
+        "ABPN_MIN_UPLOAD_RATE)",
+        {"Connection": "close"},
+    )
+
+
+async def _receive_by(receive: Receive, due: float, cut: asyncio.Event) -> Message:
+    """The next ASGI message, unless `due` (time.monotonic()) passes or `cut` is set first."""
+    receiving = asyncio.ensure_future(receive())
+    cutting = asyncio.ensure_future(cut.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {receiving, cutting},
+            timeout=max(0.0, due - time.monotonic()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        cutting.cancel()
+        receiving.cancel()  # no-op once done; uvicorn's receive keeps unread bytes buffered
+    if receiving in done:
+        return receiving.result()
+    if cutting in done:
+        error = unavailable("shutting_down", "the service is shutting down; the upload was cut")
+        error.headers["Connection"] = "close"
+        raise error
+    raise TimeoutError
+
+
+async def _limited(
+    request: Request, limit: int, clock: UploadClock, cut: asyncio.Event
+) -> AsyncIterator[bytes]:
+    """The body's chunks, stopping with 413 as soon as more than `limit` bytes arrived, 408
+    when the upload falls behind `clock`, 503 when `cut` is set (the drain is ending)."""
     total = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        try:
+            message = await _receive_by(request.receive, clock.due(total), cut)
+        except TimeoutError:
+            raise upload_timeout(total, clock) from None
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         total += len(chunk)
         if total > limit:
             raise body_too_large(limit)
-        yield chunk
+        if chunk:
+            yield chunk
 
 
-async def read_upload(request: Request, kind: BodyKind, max_body_bytes: int) -> Upload:
-    """Read the image under the body limit. Raises ServiceError (400, 413, 415, 422)."""
+async def read_upload(
+    request: Request, kind: BodyKind, max_body_bytes: int, clock: UploadClock, cut: asyncio.Event
+) -> Upload:
+    """Read the image under the body limit and the upload deadline, unless `cut` is set.
+    Raises ServiceError (400, 408, 413, 415, 422, 503) or ClientDisconnect."""
+    chunks = _limited(request, max_body_bytes, clock, cut)
     if kind is BodyKind.RAW:
-        data = b"".join([chunk async for chunk in _limited(request, max_body_bytes)])
+        data = b"".join([chunk async for chunk in chunks])
         fields: dict[str, str] = {}
     else:
-        data, fields = await _read_form(request, max_body_bytes)
+        data, fields = await _read_form(request, chunks)
     if not data:
         raise ServiceError(400, "invalid_image", "the image is empty")
     return Upload(data, fields)
 
 
-async def _read_form(request: Request, max_body_bytes: int) -> tuple[bytes, dict[str, str]]:
-    parser = MultiPartParser(
-        request.headers,
-        _limited(request, max_body_bytes),
-        max_files=1,
-        max_fields=_FORM_FIELDS_MAX,
-    )
+class _EndCheckingParser(MultiPartParser):
+    """Starlette's multipart parser, also noting whether the closing boundary came: without
+    it the body was cut short, which the parser itself lets pass."""
+
+    ended = False
+
+    def on_end(self) -> None:
+        """Called by python-multipart at the closing boundary only."""
+        super().on_end()
+        self.ended = True
+
+
+async def _read_form(
+    request: Request, chunks: AsyncIterator[bytes]
+) -> tuple[bytes, dict[str, str]]:
+    parser = _EndCheckingParser(request.headers, chunks, max_files=1, max_fields=_FORM_FIELDS_MAX)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
         raise ServiceError(400, "invalid_multipart", str(exc)) from exc
     try:
+        if not parser.ended:
+            raise ServiceError(
+                400, "invalid_multipart", "the multipart body ends before its closing boundary"
+            )
         image = form.get("image")
         if not isinstance(image, UploadFile):
             raise ServiceError(

@@ -38,7 +38,7 @@ class ModelCard(BaseModel):
     limits: Limits
 
 
-@router.get("/v1/models", summary="The served model", responses=errors.responses(503))
+@router.get("/v1/models", summary="The served model", responses=errors.responses(401, 503))
 async def models(runtime: RuntimeDep) -> ModelCard:
     """Model name, version and weights SHA-256, the devices holding a replica, the batching
     settings and the request limits."""

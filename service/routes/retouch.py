@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from model.engine import MAX_STRENGTH, MAX_WHITENING
-from model.photo import MEDIA_TYPES
+from model.photo import MEDIA_TYPES, check_encodable
 from service import errors
 from service.batcher import ClientGone, DeadlineExceeded
 from service.runtime import RuntimeDep
 from service.upload import check_headers, read_upload, watch_disconnect
+from service.upload_clock import UploadClock
 
 router = APIRouter(tags=["retouch"])
 
@@ -119,22 +120,25 @@ _OK = {
     "/v1/retouch",
     summary="Retouch a portrait",
     response_class=Response,
-    responses={**_OK, **errors.responses(400, 413, 415, 422, 500, 503, 504)},
+    responses={**_OK, **errors.responses(400, 401, 408, 413, 415, 422, 500, 503, 504)},
     openapi_extra=_REQUEST_BODY,
 )
 async def retouch(
     request: Request,
     runtime: RuntimeDep,
     params: Annotated[RetouchParams, Query()],
+    # Typed `float` with a None default: optional, and without `null` in the schema (a header
+    # has no null; `float | None` advertised one that was then refused).
     x_request_timeout: Annotated[
-        float | None,
+        float,  # noqa: RUF013
         Header(gt=0, description="Seconds; lowers the deadline (ABPN_REQUEST_TIMEOUT_S)."),
-    ] = None,
+    ] = None,  # type: ignore[assignment]
 ) -> Response:
     """Retouch one photo. The request waits in a bounded queue for a model replica and is
     batched with others; it is refused at once (503) when the queue is full, answered 504 if
     it is still queued at its deadline, and dropped, never computed, if its client goes away
-    while it is queued."""
+    while it is queued. An upload that stalls is answered 408, and an output format that
+    cannot hold the image 422, both before the model runs."""
     settings = runtime.settings
     refusal = runtime.lifecycle.readiness_error()
     if refusal is not None:
@@ -143,13 +147,19 @@ async def retouch(
         kind = check_headers(request, settings.max_body_bytes)
         timeout = min(x_request_timeout or settings.request_timeout_s, settings.request_timeout_s)
         deadline = request.state.arrived_at + timeout
+        clock = UploadClock(
+            request.state.arrived_at, settings.read_timeout_s, settings.min_upload_rate
+        )
         with runtime.batcher.reserve() as slot:
-            upload = await read_upload(request, kind, settings.max_body_bytes)
+            upload = await read_upload(
+                request, kind, settings.max_body_bytes, clock, runtime.lifecycle.uploads_cut
+            )
             params = _merge_form(params, upload.fields)
             disconnected = watch_disconnect(request)
             try:
                 source, decode_s = await runtime.codecs.decode(upload.data, settings.max_pixels)
                 del upload  # the encoded bytes are not needed any more: free them early
+                check_encodable(source, params.format or source.format, params.output == "mask")
                 if disconnected.done():
                     raise ClientGone("decode")
                 if time.monotonic() > deadline:

@@ -1,0 +1,153 @@
+"""A bounded soak: 64 concurrent clients against a small queue send a fixed number of requests
+while stalled uploads keep reopening beside them. Every request is answered (200, 503 with
+Retry-After, or 504), none is lost, /healthz stays under 100 ms at the 99th percentile
+throughout, and the server's memory at the end is within 10% of its value after warm-up.
+
+ABPN_SOAK_REQUESTS sets the number of requests (default 1500, about half a minute here); the
+figures are printed at the end (pytest -s) for docs/reliability.md."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import threading
+import time
+from collections import Counter
+
+import httpx
+import psutil
+from images import encoded, picture
+from server_support import Server, start_server
+
+CLIENTS = 64
+STALLED = 4
+REQUESTS = int(os.environ.get("ABPN_SOAK_REQUESTS", "1500"))
+WARM_UP = REQUESTS // 5
+READ_TIMEOUT_S = 2.0
+HEALTH_P99_S = 0.100
+PNG = {"content-type": "image/png"}
+BODIES = [encoded(picture(48 + 8 * (i % 3), 64, seed=i)) for i in range(8)]
+
+
+class Soak:
+    """The shared state of one run."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.left = REQUESTS
+        self.outcomes: Counter[str] = Counter()
+        self.stalled: Counter[str] = Counter()
+        self.done = 0
+        self.warm = asyncio.Event()
+        self.stop = threading.Event()
+        self.health_s: list[float] = []
+        self.health_status: Counter[int] = Counter()
+
+    async def client(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        """Send requests until the budget is spent; after a 503 wait a little, as a client
+        that retries would (bounded, so the run stays short)."""
+        while self.left > 0:
+            self.left -= 1
+            r = await http.post("/v1/retouch", content=rng.choice(BODIES), headers=PNG)
+            if r.status_code == 503:
+                assert "retry-after" in r.headers, r.text
+            if r.status_code != 200:
+                assert r.headers["content-type"] == "application/json", r.text
+                key = f"{r.status_code} {r.json()['error']['code']}"
+            else:
+                key = "200"
+            self.outcomes[key] += 1
+            self.done += 1
+            if self.done == WARM_UP:
+                self.warm.set()
+            if r.status_code == 503:
+                await asyncio.sleep(rng.uniform(0.02, 0.1))
+
+    async def staller(self) -> None:
+        """Reopen an upload that trickles one byte every 0.5 s until the soak ends."""
+        while not self.stop.is_set():
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+            body = BODIES[0]
+            writer.write(
+                b"POST /v1/retouch HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:1]
+            )
+            sent = 1
+            status = None
+            while status is None and sent < len(body):
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 0.5)
+                except asyncio.TimeoutError:
+                    writer.write(body[sent : sent + 1])
+                    sent += 1
+                    continue
+                status = line.split()[1].decode() if line else "closed"
+            self.stalled[status or "finished"] += 1
+            writer.close()
+
+    def probe_health(self) -> None:
+        """/healthz every 50 ms on a connection of its own, until the soak ends."""
+        with httpx.Client(base_url=self.server.url, timeout=10) as http:
+            while not self.stop.wait(0.05):
+                started = time.perf_counter()
+                r = http.get("/healthz")
+                self.health_s.append(time.perf_counter() - started)
+                self.health_status[r.status_code] += 1
+
+
+def _rss(server: Server) -> int:
+    return psutil.Process(server.proc.pid).memory_info().rss
+
+
+def test_soak(tmp_path) -> None:
+    server = start_server(tmp_path, max_queue=16, max_batch_size=8, read_timeout_s=READ_TIMEOUT_S)
+    soak = Soak(server)
+    prober = threading.Thread(target=soak.probe_health, daemon=True)
+
+    async def run() -> tuple[int, int]:
+        limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as http:
+            stallers = [asyncio.create_task(soak.staller()) for _ in range(STALLED)]
+            clients = [
+                asyncio.create_task(soak.client(http, random.Random(i))) for i in range(CLIENTS)
+            ]
+            await soak.warm.wait()
+            rss_warm = _rss(server)
+            await asyncio.gather(*clients)
+            rss_end = _rss(server)
+            soak.stop.set()
+            await asyncio.wait_for(asyncio.gather(*stallers), READ_TIMEOUT_S + 10)
+            return rss_warm, rss_end
+
+    prober.start()
+    try:
+        started = time.monotonic()
+        rss_warm, rss_end = asyncio.run(run())
+        seconds = time.monotonic() - started
+    finally:
+        soak.stop.set()
+        prober.join(10)
+        alive = server.client.get("/healthz").status_code
+        code = server.stop()
+    health = sorted(soak.health_s)
+    p50 = statistics.median(health)
+    p99 = health[min(len(health) - 1, int(len(health) * 0.99))]
+    print(
+        f"\nsoak: {REQUESTS} requests in {seconds:.1f} s by {CLIENTS} clients, outcomes "
+        f"{dict(soak.outcomes)}; stalled uploads {dict(soak.stalled)}; /healthz "
+        f"{len(health)} probes {dict(soak.health_status)} p50 {p50 * 1000:.1f} ms p99 "
+        f"{p99 * 1000:.1f} ms; RSS after warm-up {rss_warm / 2**20:.0f} MiB, at the end "
+        f"{rss_end / 2**20:.0f} MiB ({(rss_end / rss_warm - 1) * 100:+.1f}%)"
+    )
+    assert sum(soak.outcomes.values()) == REQUESTS  # none lost
+    allowed = {"200", "503 queue_full", "504 deadline_exceeded"}
+    assert set(soak.outcomes) <= allowed, soak.outcomes
+    assert soak.outcomes["200"] >= REQUESTS // 10, soak.outcomes  # the honest ones get through
+    assert soak.stalled and set(soak.stalled) <= {"408", "503"}, soak.stalled
+    assert set(soak.health_status) == {200} and p99 < HEALTH_P99_S
+    assert abs(rss_end / rss_warm - 1) < 0.10
+    assert alive == 200 and code == 0
+    assert "Exception in ASGI application" not in server.log_text()
