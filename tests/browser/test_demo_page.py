@@ -315,3 +315,28 @@ def test_a_full_queue_shows_503_with_retry_after(
         assert f"503 queue_full · retry after {refused.headers['retry-after']} s" in text
     finally:
         srv.stop()
+
+
+def test_with_api_keys_the_page_asks_for_one_and_sends_it(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    srv = start_server(tmp_path, api_keys="first-key-0123456789,second-key-0123456789")
+    try:
+        tab = context.new_page()
+        tab.goto(f"{srv.url}/")  # the page itself stays open
+        tab.set_input_files("#file", str(portrait()))
+        error = tab.locator("#error")
+        error.wait_for(state="visible", timeout=60_000)
+        refused = httpx.post(f"{srv.url}/v1/retouch", content=b"x")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["message"] in error.inner_text()
+        assert tab.evaluate("document.activeElement.id") == "api-key"
+
+        tab.fill("#api-key", "second-key-0123456789")
+        with tab.expect_response(lambda r: is_retouch(r.request)) as answer:
+            tab.press("#api-key", "Enter")
+        assert answer.value.status == 200
+        wait_for_result(tab)
+        assert error.is_hidden()
+    finally:
+        srv.stop()
