@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from images import astronaut, grace_hopper
 from PIL import Image
 
@@ -144,3 +145,15 @@ def test_real_faces_batched_equal_one_at_a_time(engine: RetouchEngine) -> None:
 def test_bad_whitening_is_refused(engine: RetouchEngine) -> None:
     with pytest.raises(ValueError, match="whitening"):
         engine.retouch(grace_hopper(), whitening=1.6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_half_precision_on_a_real_face_matches_the_cpu(engine: RetouchEngine) -> None:
+    image = grace_hopper()
+    cpu = engine.retouch(image, 1.0, return_mask=True, whitening=0.5)
+    gpu_engine = RetouchEngine(engine.model, device="cuda", face_parser=engine.face_parser)
+    gpu = gpu_engine.retouch(image, 1.0, return_mask=True, whitening=0.5)
+    assert gpu.faces == cpu.faces == 1
+    skin = engine.parse(image).skin_mask(image.shape[:2])
+    assert np.array_equal(gpu.image[skin == 0], image[skin == 0])
+    assert np.abs(cpu.image.astype(int) - gpu.image).mean() < 1.0
