@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     engine = RetouchEngine(load_model().model)
 
-    acne = load("acne")[:, : load("acne").shape[1] // 3]
+    acne = load("acne")[:, :380]  # the left of its three panels: the raw photo
     acne = np.asarray(Image.fromarray(acne).resize((acne.shape[1] * 3, acne.shape[0] * 3)))
     r = engine.retouch(acne, 1.0, return_mask=True)
     labelled(
@@ -96,10 +96,12 @@ def main(argv: list[str] | None = None) -> None:
     r = engine.retouch(group, 1.0, return_mask=True)
     small = (1920, round(group.shape[0] * 1920 / group.shape[1]))
     rows = [np.asarray(Image.fromarray(x).resize(small)) for x in (group, overlay(group, r.mask))]
-    labelled([("12 faces, 4K: input", rows[0])]).save(args.out / "group_input.jpg", quality=88)
-    labelled([(f"mask ({r.faces} faces retouched)", rows[1])]).save(
-        args.out / "group.jpg", quality=88
-    )
+    sheet = labelled([("12 faces at 4K: input", rows[0])])
+    below = labelled([(f"retouch mask ({r.faces} faces retouched)", rows[1])])
+    both = Image.new("RGB", (sheet.width, sheet.height + below.height), "white")
+    both.paste(sheet, (0, 0))
+    both.paste(below, (0, sheet.height))
+    both.save(args.out / "group.jpg", quality=88)
     print(f"wrote {args.out}/real_acne.png, before_after_face.png, group.jpg")
 
 

@@ -60,4 +60,5 @@ def test_shipped_weights_remove_defects_painted_on_a_real_face() -> None:
     before = squared_error(painted, clean)[mask].mean()
     after = squared_error(result, clean)[mask].mean()
     gain_db = 10 * np.log10(before / after)
-    assert gain_db > 1.0, f"only {gain_db:.2f} dB better than identity inside the defects"
+    # Measured 6.9 dB for version 2 and 0.65 dB for version 1 (which saw the whole photo).
+    assert gain_db > 3.0, f"only {gain_db:.2f} dB better than identity inside the defects"
