@@ -2,12 +2,12 @@
 the JPEG codec floor of the same photo, peak memory, and the engine's throughput on small photos.
 
     python -m bench.model [--photos portrait smiling group12 acne ...] [--sizes 2K 4K 8K]
-                          [--repeat 3] [--backends torch openvino] [--weights PATH]
+                          [--repeat 3] [--threads 2 1] [--weights PATH]
 
 Photos: the real photos of ``model.data.real_photos`` (several faces, busy backgrounds) with
 their long side resized to the size (bicubic, as ``model.evaluate_real``), and "portrait", the
 earlier benchmark's astronaut with painted blemishes cropped to 16:9. Each photo, size and LRL
-backend runs in its own subprocess, so its peak resident memory is its own. Per stage: JPEG
+thread count runs in its own subprocess, so its peak resident memory is its own. Per stage: JPEG
 decode, faces and skin, prepare (resizing), LRL, pyramid, blend, JPEG encode; "model" is
 everything between decode and encode, and "model/floor" divides it by decode + encode of the
 same photo (simplejpeg, quality 90), measured in the same process. Best of --repeat runs.
@@ -92,7 +92,7 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
-def measure(name: str, label: str, repeat: int, weights: str | None, backend: str) -> dict:
+def measure(name: str, label: str, repeat: int, weights: str | None, threads: int) -> dict:
     """All figures for one photo and size, in this process (run it in a fresh one for its peak
     memory)."""
     import simplejpeg
@@ -102,11 +102,12 @@ def measure(name: str, label: str, repeat: int, weights: str | None, backend: st
     from model.weights import load_model
 
     torch.set_grad_enabled(False)
+    torch.set_num_threads(threads)
     image = load_photo(name, label)
     jpeg = simplejpeg.encode_jpeg(image, quality=90)
-    engine = RetouchEngine(load_model(weights).model, lrl_backend=backend)
+    engine = RetouchEngine(load_model(weights).model)
     engine.warmup()
-    row: dict = {"photo": name, "size": label, "backend": backend}
+    row: dict = {"photo": name, "size": label, "threads": threads}
     row.update(height=image.shape[0], width=image.shape[1])
     row["decode_s"] = _best(lambda: simplejpeg.decode_jpeg(jpeg), repeat)
     row["encode_s"] = _best(lambda: simplejpeg.encode_jpeg(image, quality=90), repeat)
@@ -126,7 +127,7 @@ def measure(name: str, label: str, repeat: int, weights: str | None, backend: st
     return row
 
 
-def throughput(weights: str | None, backend: str, batch: int = 8, batches: int = 4) -> dict:
+def throughput(weights: str | None, threads: int, batch: int = 8, batches: int = 4) -> dict:
     """Images per second of retouch_batch on real 512x384 portraits, batches of `batch`, on a
     worker thread (as the service and bench/load.py's engine ceiling run it)."""
     import torch
@@ -135,7 +136,8 @@ def throughput(weights: str | None, backend: str, batch: int = 8, batches: int =
     from model.weights import load_model
 
     torch.set_grad_enabled(False)
-    engine = RetouchEngine(load_model(weights).model, "cpu", lrl_backend=backend)
+    torch.set_num_threads(threads)
+    engine = RetouchEngine(load_model(weights).model, "cpu")
     pixels = crops_512x384()
 
     def run() -> dict:
@@ -149,7 +151,7 @@ def throughput(weights: str | None, backend: str, batch: int = 8, batches: int =
         seconds = time.perf_counter() - started
         images = batch * batches
         rate = round(images / seconds, 3)
-        return {"backend": backend, "batch_size": batch, "images": images, "faces": faces,
+        return {"threads": threads, "batch_size": batch, "images": images, "faces": faces,
                 "seconds": round(seconds, 3), "images_per_s": rate}  # fmt: skip
 
     with ThreadPoolExecutor(1) as thread:
@@ -163,14 +165,14 @@ def _fmt(v: float | None, unit: str = "") -> str:
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
     head = (
-        "| photo | size | LRL | pixels | faces | decode s | faces+skin s | prepare s | LRL s | "
+        "| photo | size | threads | pixels | faces | decode s | faces+skin s | prepare s | LRL s | "
         "pyramid s | blend s | encode s | model s | floor s | model/floor | peak RSS MB |"
     )
     lines = [head, "|" + "---|" * 16]
     for r in rows:
         stages = " | ".join(_fmt(r[f"{s}_s"], "s") for s in STAGES)
         lines.append(
-            f"| {r['photo']} | {r['size']} | {r['backend']} | {r['width']}x{r['height']} | "
+            f"| {r['photo']} | {r['size']} | {r['threads']} | {r['width']}x{r['height']} | "
             f"{r['faces']} | {_fmt(r['decode_s'], 's')} | {stages} | {_fmt(r['encode_s'], 's')} | "
             f"{_fmt(r['model_s'], 's')} | {_fmt(r['floor_s'], 's')} | "
             f"{_fmt(r['model_over_floor'], 'x')} | {r['peak_rss_mb']:.0f} |"
@@ -190,34 +192,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "openvino"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[2], help="torch threads")
     parser.add_argument("--weights", default=None, help="checkpoint path or 'random'")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument(
-        "--one", nargs=3, metavar=("PHOTO", "SIZE", "BACKEND"), help=argparse.SUPPRESS
+        "--one", nargs=3, metavar=("PHOTO", "SIZE", "THREADS"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--throughput-one", metavar="BACKEND", help=argparse.SUPPRESS)
+    parser.add_argument("--throughput-one", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "model.json")
     args = parser.parse_args(argv)
     common = ["--repeat", str(args.repeat)] + (["--weights", args.weights] if args.weights else [])
     if args.one:
-        print(json.dumps(measure(*args.one[:2], args.repeat, args.weights, args.one[2])))
+        print(json.dumps(measure(*args.one[:2], args.repeat, args.weights, int(args.one[2]))))
         return
-    if args.throughput_one:
+    if args.throughput_one is not None:
         print(json.dumps(throughput(args.weights, args.throughput_one)))
         return
     rows, rates = [], []
     for label in args.sizes:
         for name in args.photos:
-            for backend in args.backends:
-                rows.append(_child(["--one", name, label, backend, *common]))
+            for threads in args.threads:
+                rows.append(_child(["--one", name, label, str(threads), *common]))
                 r = rows[-1]
                 ratio = r["model_over_floor"]
-                print(f"{name} {label} {backend}: {r['model_s']:.3f} s, {ratio:.1f}x floor",
+                print(f"{name} {label} {threads} threads: {r['model_s']:.3f} s, {ratio:.1f}x floor",
                       file=sys.stderr, flush=True)  # fmt: skip
     if not args.no_throughput:
-        for backend in args.backends:
-            rates.append(_child(["--throughput-one", backend, *common]))
+        for threads in args.threads:
+            rates.append(_child(["--throughput-one", str(threads), *common]))
     import torch
 
     meta = {
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(body, indent=2) + "\n")
     print(table(rows))
     for r in rates:
-        print(f"\nthroughput ({r['backend']}): {r['images_per_s']:.2f} images/s, 512x384, "
+        print(f"\nthroughput ({r['threads']} threads): {r['images_per_s']:.2f} images/s, 512x384, "
               f"batch {r['batch_size']}, {r['faces']} faces in {r['images']} images")  # fmt: skip
     print(f"\nbest of {args.repeat} runs; JSON: {args.out}")
 

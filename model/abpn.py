@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,16 +75,11 @@ class ABPN(nn.Module):
         self.cfg = dataclasses.replace(self.cfg, mask_threshold=threshold)
         self.lrl.cfg = self.cfg
 
-    def low_res(
-        self,
-        images: Sequence[torch.Tensor],
-        lrl: Callable[[torch.Tensor, torch.Tensor], LRLOutput] | None = None,
-    ) -> list[LRLOutput]:
+    def low_res(self, images: Sequence[torch.Tensor]) -> list[LRLOutput]:
         """Run the LRL once over working-size images (3, h, w) of any mix of sizes; each output
-        is cropped back to its image's size and is the same as running that image alone.
-        `lrl` runs these weights elsewhere (e.g. `model.lrl_openvino`) instead of the module."""
+        is cropped back to its image's size and is the same as running that image alone."""
         canvas, valid = pad_to_canvas(images, self.cfg.stride)
-        out = (lrl or self.lrl)(canvas, valid)
+        out = self.lrl(canvas, valid)
         crops = []
         for i, img in enumerate(images):
             h, w = img.shape[-2:]

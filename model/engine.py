@@ -39,8 +39,6 @@ from model.faces import FaceParse, FaceParser, FaceRegion
 MAX_STRENGTH = 1.5
 MAX_WHITENING = 1.5
 MIN_TILE = 64
-LRL_BACKENDS = ("torch", "openvino")
-"""Where the LRL runs: torch (any device), or OpenVINO (CPU, optional `openvino` wheel)."""
 
 
 @dataclass
@@ -100,7 +98,6 @@ class RetouchEngine:
         lrl_chunk: int | None = None,
         face_parser: FaceParser | None = None,
         bf16: bool | None = None,
-        lrl_backend: str = "torch",
     ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
@@ -125,16 +122,6 @@ class RetouchEngine:
         # of 8 ran ~1.6x slower per photo than one at a time (memory-bound convolutions, see
         # docs/benchmarks.md), and results do not depend on the grouping.
         self.lrl_chunk = lrl_chunk or (1 << 30 if cuda else 1)
-        if lrl_backend not in LRL_BACKENDS:
-            raise ValueError(f"lrl_backend must be one of {', '.join(LRL_BACKENDS)}")
-        if lrl_backend == "openvino" and cuda:
-            raise ValueError("the OpenVINO LRL backend is a CPU backend")
-        self.lrl_backend = lrl_backend
-        self._lrl = None
-        if lrl_backend == "openvino":
-            from model.lrl_openvino import OpenVINOLRL
-
-            self._lrl = OpenVINOLRL(self.model.lrl)
         self._parser = face_parser
         self._parser_lock = threading.Lock()
 
@@ -243,7 +230,7 @@ class RetouchEngine:
             low_inputs = [low[0].float() / 255.0 for low in lows]
             outputs = []
             for start in range(0, len(low_inputs), self.lrl_chunk):
-                outputs += self.model.low_res(low_inputs[start : start + self.lrl_chunk], self._lrl)
+                outputs += self.model.low_res(low_inputs[start : start + self.lrl_chunk])
         for job, low, out in zip(needs_lrl, low_inputs, outputs, strict=True):
             job.offset = self.model.blend.rabm(low.unsqueeze(0), out.result)
             job.low_mask = out.mask
