@@ -121,7 +121,8 @@ def measure(name: str, label: str, repeat: int, weights: str | None, threads: in
     row["faces"] = result.faces
     row["model_s"] = total
     for stage in STAGES:
-        row[f"{stage}_s"] = result.timings[stage]
+        # An older engine (a reference commit) may not time every stage.
+        row[f"{stage}_s"] = result.timings.get(stage)
     row["model_over_floor"] = total / row["floor_s"]
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
