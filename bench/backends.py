@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=RESULTS / "backends.json")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per backend")
     parser.add_argument("--one", choices=BACKENDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.export:
@@ -189,8 +190,13 @@ def main(argv: list[str] | None = None) -> None:
             cmd += ["--repeat", str(args.repeat), "--threads", str(args.threads)]
             cmd += ["--onnx", str(args.onnx)] if args.onnx else []
             cmd += ["--weights", args.weights] if args.weights else []
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            try:
+                done = subprocess.run(
+                    cmd, check=True, capture_output=True, text=True, timeout=args.timeout
+                )
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+            except subprocess.TimeoutExpired:
+                row = {"backend": name, "note": f"did not finish in {args.timeout:.0f} s"}
             if "ms" in row:
                 data = np.load(saved)
                 reference = reference or (data["result"], data["mask"], row["ms"])
