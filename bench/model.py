@@ -1,28 +1,42 @@
-"""Model benchmark: ABPN time per photo at 1K-8K (LRL / pyramid split), beside the JPEG codec
-floor of the same photo, the naive full-resolution LRL, the classic filter, and peak memory.
+"""Model benchmark: engine time per photo on real photos at 2K, 4K and 8K, per stage, beside
+the JPEG codec floor of the same photo, peak memory, and the engine's throughput on small photos.
 
-    python -m bench.model [--sizes 1K 2K 4K 8K] [--repeat 3] [--weights PATH|random]
+    python -m bench.model [--photos portrait smiling group12 acne ...] [--sizes 2K 4K 8K]
+                          [--repeat 3] [--threads 2 1] [--weights PATH]
 
-Each size runs in its own subprocess so that its peak resident memory is its own; the table and
-bench/results/model.json are written at the end. Ratios are between figures of the same run.
+Photos: the real photos of ``model.data.real_photos`` (several faces, busy backgrounds) with
+their long side resized to the size (bicubic, as ``model.evaluate_real``), and "portrait", the
+earlier benchmark's astronaut with painted blemishes cropped to 16:9. Each photo, size and LRL
+thread count runs in its own subprocess, so its peak resident memory is its own. Per stage: JPEG
+decode, faces and skin, prepare (resizing), LRL, pyramid, blend, JPEG encode; "model" is
+everything between decode and encode, and "model/floor" divides it by decode + encode of the
+same photo (simplejpeg, quality 90), measured in the same process. Best of --repeat runs.
+
+Throughput: RetouchEngine.retouch_batch on 8 real portrait crops of 512x384 in batches of 8, on
+a worker thread as the service runs it (like bench/load.py's engine ceiling). The table is
+printed and bench/results/model.json written at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-SIZES = {"1K": (576, 1024), "2K": (1152, 2048), "4K": (2160, 3840), "8K": (4320, 7680)}
-NAIVE_SIZES = {"1K", "2K"}
-BASELINE_SIZES = {"1K", "2K", "4K"}
+SIZES = {"2K": 2048, "4K": 3840, "8K": 7680}
+PORTRAIT_SIZES = {"2K": (1152, 2048), "4K": (2160, 3840), "8K": (4320, 7680)}
+PHOTOS = ("portrait", "smiling", "group12", "acne", "obama3", "lena")
+THROUGHPUT_PHOTOS = ("smiling", "lena", "goatee", "obama", "obama2", "hopper", "biden", "obama3")
 RESULTS = Path(__file__).parent / "results"
+STAGES = ("faces", "prepare", "lrl", "pyramid", "blend")
 
 
 def portrait(size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -42,6 +56,33 @@ def portrait(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.asarray(small.resize((size[1], size[0]), Image.Resampling.BICUBIC))
 
 
+def load_photo(name: str, size: str) -> np.ndarray:
+    """A benchmark photo at one size: "portrait" or a real photo with its long side resized."""
+    if name == "portrait":
+        return portrait(PORTRAIT_SIZES[size])
+    from model.data.real_photos import load
+    from model.evaluate_real import resize_long_side
+
+    return resize_long_side(load(name), SIZES[size])
+
+
+def crops_512x384() -> list[np.ndarray]:
+    """Real portraits cut to 4:3 around their middle and resized to 512x384."""
+    from PIL import Image
+
+    from model.data.real_photos import load
+
+    out = []
+    for name in THROUGHPUT_PHOTOS:
+        image = load(name)
+        h, w = image.shape[:2]
+        ch, cw = (h, round(h * 4 / 3)) if w * 3 >= h * 4 else (round(w * 3 / 4), w)
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        crop = Image.fromarray(image[y0 : y0 + ch, x0 : x0 + cw])
+        out.append(np.asarray(crop.resize((512, 384), Image.Resampling.BICUBIC)))
+    return out
+
+
 def _best(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -51,21 +92,23 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
-def measure(label: str, repeat: int, weights: str | None) -> dict:
-    """All figures for one size, in this process (run it in a fresh one for its peak memory)."""
+def measure(name: str, label: str, repeat: int, weights: str | None, threads: int) -> dict:
+    """All figures for one photo and size, in this process (run it in a fresh one for its peak
+    memory)."""
     import simplejpeg
     import torch
 
-    from model.baseline import classic_retouch
     from model.engine import RetouchEngine
     from model.weights import load_model
 
     torch.set_grad_enabled(False)
-    image = portrait(SIZES[label])
+    torch.set_num_threads(threads)
+    image = load_photo(name, label)
     jpeg = simplejpeg.encode_jpeg(image, quality=90)
     engine = RetouchEngine(load_model(weights).model)
     engine.warmup()
-    row: dict = {"size": label, "height": image.shape[0], "width": image.shape[1]}
+    row: dict = {"photo": name, "size": label, "threads": threads}
+    row.update(height=image.shape[0], width=image.shape[1])
     row["decode_s"] = _best(lambda: simplejpeg.decode_jpeg(jpeg), repeat)
     row["encode_s"] = _best(lambda: simplejpeg.encode_jpeg(image, quality=90), repeat)
     row["floor_s"] = row["decode_s"] + row["encode_s"]
@@ -73,73 +116,127 @@ def measure(label: str, repeat: int, weights: str | None) -> dict:
     for _ in range(repeat):
         t0 = time.perf_counter()
         result = engine.retouch(image)
-        runs.append((time.perf_counter() - t0, result.timings))
-    total, timings = min(runs, key=lambda r: r[0])
+        runs.append((time.perf_counter() - t0, result))
+    total, result = min(runs, key=lambda r: r[0])
+    row["faces"] = result.faces
     row["model_s"] = total
-    row["prepare_s"] = timings["prepare"]
-    row["lrl_s"] = timings["lrl"]
-    row["pyramid_s"] = timings["pyramid"]
+    for stage in STAGES:
+        # An older engine (a reference commit) may not time every stage.
+        row[f"{stage}_s"] = result.timings.get(stage)
     row["model_over_floor"] = total / row["floor_s"]
-    # Peak memory of the ABPN path alone: the naive network below needs far more.
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if label in NAIVE_SIZES:
-        full = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-        row["naive_s"] = _best(lambda: engine.model.low_res([full]), repeat)
-        row["naive_over_abpn"] = row["naive_s"] / total
-    if label in BASELINE_SIZES:
-        row["baseline_s"] = _best(lambda: classic_retouch(image), 1)
     return row
 
 
+def throughput(weights: str | None, threads: int, batch: int = 8, batches: int = 4) -> dict:
+    """Images per second of retouch_batch on real 512x384 portraits, batches of `batch`, on a
+    worker thread (as the service and bench/load.py's engine ceiling run it)."""
+    import torch
+
+    from model.engine import RetouchEngine
+    from model.weights import load_model
+
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(threads)
+    engine = RetouchEngine(load_model(weights).model, "cpu")
+    pixels = crops_512x384()
+
+    def run() -> dict:
+        engine.warmup()
+        engine.retouch_batch(pixels[:batch])  # first call at this size: untimed
+        started = time.perf_counter()
+        faces = 0
+        for k in range(batches):
+            chunk = [pixels[(k * batch + i) % len(pixels)] for i in range(batch)]
+            faces += sum(r.faces for r in engine.retouch_batch(chunk))
+        seconds = time.perf_counter() - started
+        images = batch * batches
+        rate = round(images / seconds, 3)
+        return {"threads": threads, "batch_size": batch, "images": images, "faces": faces,
+                "seconds": round(seconds, 3), "images_per_s": rate}  # fmt: skip
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(run).result()
+
+
 def _fmt(v: float | None, unit: str = "") -> str:
-    return "-" if v is None else f"{v:.3f}{unit}" if unit == "s" else f"{v:.1f}{unit}"
+    return "-" if v is None else f"{v:.3f}" if unit == "s" else f"{v:.1f}{unit}"
 
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
     head = (
-        "| size | pixels | model s | LRL s | pyramid s | prepare s | JPEG dec+enc s | "
-        "model/floor | naive LRL s | naive/ABPN | classic filter s | ABPN peak RSS MB |"
+        "| photo | size | threads | pixels | faces | decode s | faces+skin s | prepare s | LRL s | "
+        "pyramid s | blend s | encode s | model s | floor s | model/floor | peak RSS MB |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
+        stages = " | ".join(_fmt(r[f"{s}_s"], "s") for s in STAGES)
         lines.append(
-            f"| {r['size']} | {r['width']}x{r['height']} | {_fmt(r['model_s'], 's')} | "
-            f"{_fmt(r['lrl_s'], 's')} | {_fmt(r['pyramid_s'], 's')} | "
-            f"{_fmt(r['prepare_s'], 's')} | {_fmt(r['floor_s'], 's')} | "
-            f"{_fmt(r['model_over_floor'], 'x')} | {_fmt(r.get('naive_s'), 's')} | "
-            f"{_fmt(r.get('naive_over_abpn'), 'x')} | {_fmt(r.get('baseline_s'), 's')} | "
-            f"{r['peak_rss_mb']:.0f} |"
+            f"| {r['photo']} | {r['size']} | {r['threads']} | {r['width']}x{r['height']} | "
+            f"{r['faces']} | {_fmt(r['decode_s'], 's')} | {stages} | {_fmt(r['encode_s'], 's')} | "
+            f"{_fmt(r['model_s'], 's')} | {_fmt(r['floor_s'], 's')} | "
+            f"{_fmt(r['model_over_floor'], 'x')} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
 
 
+def _child(args: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "bench.model", *args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark over the requested sizes and write the table and JSON."""
+    """Run the benchmark over the requested photos and sizes and write the table and JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", nargs="+", type=int, default=[2], help="torch threads")
     parser.add_argument("--weights", default=None, help="checkpoint path or 'random'")
-    parser.add_argument("--one", choices=list(SIZES), help=argparse.SUPPRESS)
+    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--one", nargs=3, metavar=("PHOTO", "SIZE", "THREADS"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--throughput-one", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "model.json")
     args = parser.parse_args(argv)
+    common = ["--repeat", str(args.repeat)] + (["--weights", args.weights] if args.weights else [])
     if args.one:
-        print(json.dumps(measure(args.one, args.repeat, args.weights)))
+        print(json.dumps(measure(*args.one[:2], args.repeat, args.weights, int(args.one[2]))))
         return
-    rows = []
+    if args.throughput_one is not None:
+        print(json.dumps(throughput(args.weights, args.throughput_one)))
+        return
+    rows, rates = [], []
     for label in args.sizes:
-        cmd = [sys.executable, "-m", "bench.model", "--one", label, "--repeat", str(args.repeat)]
-        if args.weights:
-            cmd += ["--weights", args.weights]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"{label}: {rows[-1]['model_s']:.3f} s", file=sys.stderr)
+        for name in args.photos:
+            for threads in args.threads:
+                rows.append(_child(["--one", name, label, str(threads), *common]))
+                r = rows[-1]
+                ratio = r["model_over_floor"]
+                print(f"{name} {label} {threads} threads: {r['model_s']:.3f} s, {ratio:.1f}x floor",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    if not args.no_throughput:
+        for threads in args.threads:
+            rates.append(_child(["--throughput-one", str(threads), *common]))
     import torch
 
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "repeat": args.repeat}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "repeat": args.repeat,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    body = {"meta": meta, "rows": rows, "throughput": rates}
+    args.out.write_text(json.dumps(body, indent=2) + "\n")
     print(table(rows))
+    for r in rates:
+        print(f"\nthroughput ({r['threads']} threads): {r['images_per_s']:.2f} images/s, 512x384, "
+              f"batch {r['batch_size']}, {r['faces']} faces in {r['images']} images")  # fmt: skip
     print(f"\nbest of {args.repeat} runs; JSON: {args.out}")
 
 

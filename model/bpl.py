@@ -80,17 +80,43 @@ def resize_region(
     if src == dst:
         ys, xs = region.within(covers)
         return x[:, :, ys, xs]
-    y0, y1, wy = _axis_taps(region.y0, region.y1, src[0], dst[0])
-    x0, x1, wx = _axis_taps(region.x0, region.x1, src[1], dst[1])
-    dev = x.device
-    wy = wy.to(dev, x.dtype).view(1, 1, -1, 1)
-    wx = wx.to(dev, x.dtype).view(1, 1, 1, -1)
-    top = x.index_select(2, (y0 - covers.y0).to(dev))
-    bottom = x.index_select(2, (y1 - covers.y0).to(dev))
-    rows = top + (bottom - top) * wy
-    left = rows.index_select(3, (x0 - covers.x0).to(dev))
-    right = rows.index_select(3, (x1 - covers.x0).to(dev))
-    return left + (right - left) * wx
+    if dst == (2 * src[0], 2 * src[1]):
+        return _double_region(x, covers, src, region)
+    return _sample_region(x, covers, src, dst, region)
+
+
+def _double_region(x: torch.Tensor, covers: Region, src: Size, region: Region) -> torch.Tensor:
+    """`resize_region` for an exact x2 step: every output pixel has the same two taps at the
+    same weights, so the library kernel run on a crop gives the whole level's pixels wherever
+    the crop's own edge clamping does not reach. The crop [a0, a1) is the smallest for which
+    that holds over `region`: its first output row is off unless a0 is the level's edge, and so
+    is its last unless a1 is."""
+    y0, y1 = max(0, (region.y0 - 1) // 2), min(src[0], (region.y1 + 2) // 2)
+    x0, x1 = max(0, (region.x0 - 1) // 2), min(src[1], (region.x1 + 2) // 2)
+    crop = x[:, :, y0 - covers.y0 : y1 - covers.y0, x0 - covers.x0 : x1 - covers.x0]
+    up = F.interpolate(crop, scale_factor=2.0, mode="bilinear", align_corners=False)
+    ys, xs = region.within(Region(2 * y0, 2 * y1, 2 * x0, 2 * x1))
+    return up[:, :, ys, xs]
+
+
+def _sample_coords(out0: int, out1: int, src: int, dst: int, first: int, n: int) -> torch.Tensor:
+    """Normalised grid_sample coordinates (align_corners=False) of output pixels [out0, out1)
+    of a src -> dst resize, in a source crop of `n` pixels starting at `first`."""
+    o = torch.arange(out0, out1, dtype=torch.float64)
+    s = ((o + 0.5) * (src / dst) - 0.5).clamp(min=0.0, max=src - 1) - first
+    return ((2.0 * s + 1.0) / n - 1.0).float()
+
+
+def _sample_region(
+    x: torch.Tensor, covers: Region, src: Size, dst: Size, region: Region
+) -> torch.Tensor:
+    """`resize_region` for any ratio: one bilinear sampling pass at the exact source
+    coordinates of `region` (the two-tap lerp of `_axis_taps`, clamped at the level's edges)."""
+    gy = _sample_coords(region.y0, region.y1, src[0], dst[0], covers.y0, x.shape[2])
+    gx = _sample_coords(region.x0, region.x1, src[1], dst[1], covers.x0, x.shape[3])
+    grid = torch.stack(torch.broadcast_tensors(gx.view(1, -1), gy.view(-1, 1)), dim=-1)
+    grid = grid.to(x.device, x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1, -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def pyramid_sizes(low: Size, full: Size) -> list[Size]:
@@ -125,7 +151,15 @@ class Refiner(nn.Module):
         self, offset: torch.Tensor, mask: torch.Tensor, image: torch.Tensor
     ) -> torch.Tensor:
         """Refined blend offset; equal to `offset` wherever `mask` is 0."""
-        x = torch.cat([offset, image - 0.5, mask], dim=1).to(self.conv1.weight.dtype)
+        weight = self.conv1.weight
+        # The convolutions run in the weights' dtype and layout: the engine may hold a
+        # bfloat16 channels-last copy (its CPU fast path), training holds float32 NCHW.
+        layout = (
+            torch.channels_last
+            if weight.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
+        x = torch.cat([offset, image - 0.5, mask], dim=1).to(weight.dtype, memory_format=layout)
         delta = self.conv2(F.leaky_relu(self.conv1(x), 0.2))
         return offset + mask * delta.float()
 

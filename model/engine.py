@@ -33,6 +33,7 @@ from PIL import Image
 from model.abpn import ABPN, working_size
 from model.blend import whiten
 from model.bpl import Region, Size, pyramid_sizes, tiles
+from model.cpu import native_bf16
 from model.faces import FaceParse, FaceParser, FaceRegion
 
 MAX_STRENGTH = 1.5
@@ -52,7 +53,8 @@ class RetouchResult:
     """Faces retouched (found with landmarks)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent: "faces" (parsing), "prepare" (resizing), "lrl" (this photo's share of
-    the batch), "pyramid" (pyramid, blend and whitening)."""
+    the batch), "pyramid" (carrying the blend layer up to full size) and "blend" (ABM, the skin
+    gate, whitening and writing the pixels back)."""
 
 
 def validate_image(image: np.ndarray) -> None:
@@ -95,6 +97,7 @@ class RetouchEngine:
         tile_size: int | None = None,
         lrl_chunk: int | None = None,
         face_parser: FaceParser | None = None,
+        bf16: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
@@ -104,6 +107,14 @@ class RetouchEngine:
         self.model = copy.deepcopy(model).eval().to(self.device)
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # On a CPU with hardware bfloat16 the refining convolutions run ~20x faster in bfloat16
+        # channels-last than in float32 (tiny channel counts leave float32 oneDNN kernels
+        # memory-bound); the blend offset they correct stays float32 (docs/benchmarks.md).
+        self.bf16 = (not cuda and native_bf16()) if bf16 is None else bf16
+        if self.bf16:
+            if cuda:
+                raise ValueError("bfloat16 is the CPU path; CUDA uses half precision")
+            self.model.pyramid.refiner.to(torch.bfloat16, memory_format=torch.channels_last)
         self.cfg = self.model.cfg
         # GPUs have the memory to run 8K whole; tiles there only add launch overhead.
         self.tile_size = tile_size or (4096 if cuda else self.cfg.tile_size)
@@ -230,19 +241,18 @@ class RetouchEngine:
 
         results = []
         for i, image in enumerate(images):
-            t3 = time.perf_counter()
             out = image.copy()
             mask = np.zeros(image.shape[:2], np.uint8) if return_mask else None
+            spent = [0.0, 0.0]
             for job in (j for j in jobs if j.photo == i):
-                crop, crop_mask = self._render(job, strengths[i], whitenings[i], return_mask)
                 b = job.region.box
-                # Regions of nearby faces overlap; each changed only its own face's skin.
-                skin = job.region.skin[..., None] > 0
-                view = out[b.y0 : b.y1, b.x0 : b.x1]
-                np.copyto(view, crop, where=skin)
-                if mask is not None and crop_mask is not None:
-                    m = mask[b.y0 : b.y1, b.x0 : b.x1]
-                    np.maximum(m, crop_mask, out=m)
+                target = _Target(
+                    out[b.y0 : b.y1, b.x0 : b.x1],
+                    None if mask is None else mask[b.y0 : b.y1, b.x0 : b.x1],
+                )
+                pyramid_s, blend_s = self._render(job, strengths[i], whitenings[i], target)
+                spent[0] += pyramid_s
+                spent[1] += blend_s
             results.append(
                 RetouchResult(
                     image=out,
@@ -252,21 +262,23 @@ class RetouchEngine:
                         "faces": face_times[i],
                         "prepare": prepare_share,
                         "lrl": lrl_share,
-                        "pyramid": time.perf_counter() - t3,
+                        "pyramid": spent[0],
+                        "blend": spent[1],
                     },
                 )
             )
         return results
 
     def _render(
-        self, job: _RegionJob, strength: float, whitening: float, return_mask: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Carry one region's low-res blend offset up to full size and apply it, halving the
-        tile whenever the device runs out of memory."""
+        self, job: _RegionJob, strength: float, whitening: float, target: _Target
+    ) -> tuple[float, float]:
+        """Carry one region's low-res blend offset up to full size and apply it into `target`,
+        halving the tile whenever the device runs out of memory. Returns the seconds spent in
+        the pyramid and in blending."""
         tile = self.tile_size
         while True:
             try:
-                return self._render_tiled(job, strength, whitening, return_mask, tile)
+                return self._render_tiled(job, strength, whitening, target, tile)
             except torch.OutOfMemoryError:
                 if tile // 2 < MIN_TILE:
                     raise
@@ -275,8 +287,10 @@ class RetouchEngine:
                     torch.cuda.empty_cache()
 
     def _render_tiled(
-        self, job: _RegionJob, strength: float, whitening: float, return_mask: bool, tile: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self, job: _RegionJob, strength: float, whitening: float, target: _Target, tile: int
+    ) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        blend_s = 0.0
         sizes = job.sizes
         top = len(sizes) - 1
         # Levels small enough to run whole do so once; the rest run per tile of the top level.
@@ -294,11 +308,10 @@ class RetouchEngine:
         if job.offset is not None:
             with self._autocast():
                 offset, mask = pyramid(job.offset, job.low_mask, sizes[: base + 1], image_at)
-        out = photo.clone()
-        out_mask = photo.new_zeros((1, 1, *sizes[top])) if return_mask else None
         for region in tiles(sizes[top], tile) if base < top else [Region.whole(sizes[top])]:
             ys, xs = slice(region.y0, region.y1), slice(region.x0, region.x1)
-            if not job.region.skin[ys, xs].any():
+            tile_skin = job.region.skin[ys, xs]
+            if not tile_skin.any():
                 continue
             rendered = None
             if offset is not None:
@@ -306,21 +319,33 @@ class RetouchEngine:
                     rendered = pyramid.render_region(offset, mask, base, sizes, region, image_at)
             if rendered is None and whitening == 0.0:
                 continue
+            t1 = time.perf_counter()
             result = image_at(top, region)
             gate = skin[:, :, ys, xs].float() / 255.0
             if rendered is not None:
                 tile_offset, tile_mask = rendered
                 if strength > 0.0:
                     result = self.model.blend.abm(result, tile_offset * (gate * strength))
-                if out_mask is not None:
-                    out_mask[:, :, ys, xs] = _to_u8(tile_mask.float() * gate)
+                if target.mask is not None:
+                    m = target.mask[ys, xs]
+                    np.maximum(m, _to_u8(tile_mask.float() * gate)[0, 0].cpu().numpy(), out=m)
             if whitening > 0.0:
                 result = whiten(result.clamp(0.0, 1.0), gate * whitening)
             if strength > 0.0 or whitening > 0.0:
-                out[:, :, ys, xs] = _to_u8(result)
-        rendered_image = out[0].permute(1, 2, 0).cpu().numpy()
-        rendered_mask = out_mask[0, 0].cpu().numpy() if out_mask is not None else None
-        return rendered_image, rendered_mask
+                # Straight into the output photo, and only on this face's skin: regions of
+                # nearby faces overlap, and each changes only its own face.
+                pixels = _to_u8(result)[0].permute(1, 2, 0).cpu().numpy()
+                np.copyto(target.image[ys, xs], pixels, where=tile_skin[..., None] > 0)
+            blend_s += time.perf_counter() - t1
+        return time.perf_counter() - t0 - blend_s, blend_s
+
+
+@dataclass
+class _Target:
+    """Where one region's result goes: views of the output photo and of its mask."""
+
+    image: np.ndarray
+    mask: np.ndarray | None
 
 
 @dataclass

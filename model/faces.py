@@ -325,11 +325,12 @@ def _colour_filter(lab: np.ndarray, oval: np.ndarray, pts: np.ndarray, size: flo
     # A floor on the covariance keeps a very uniform face from rejecting its own shading.
     cov = np.cov(ab.T) + np.eye(2) * 9.0
     inv = np.linalg.inv(cov)
-    d = lab[..., 1:].astype(np.float64) - mean
-    d2 = np.einsum("...i,ij,...j->...", d, inv, d)
-    light = lab[..., 0].astype(np.float64)
+    # a and b are bytes: deciding all 65,536 pairs once and looking pixels up gives the same
+    # answer as the per-pixel distance, at a fraction of the cost on large regions.
+    d = np.stack(np.meshgrid(np.arange(256.0), np.arange(256.0), indexing="ij"), -1) - mean
+    near = np.einsum("...i,ij,...j->...", d, inv, d) <= 12.25
     floor = max(samples[:, 0].mean() - 3.5 * samples[:, 0].std(), 0.4 * samples[:, 0].mean())
-    keep = (d2 <= 12.25) & (light >= floor)
+    keep = near[lab[..., 1], lab[..., 2]] & (lab[..., 0] >= floor)
     # Small holes (pores, a glint) are skin; small islands outside are not.
     keep = cv2.morphologyEx(keep.astype(np.uint8), cv2.MORPH_CLOSE, _disc(0.01 * size))
     return keep & oval
@@ -361,11 +362,15 @@ def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarra
     core = cv2.erode(hard, _disc(2.5 * sigma))
     soft = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * hard
     full = _resize(soft, box.width, box.height) if scale < 1.0 else soft
+    # Round to bytes first and cut on bytes: the same values as cutting and rounding the floats
+    # (convertScaleAbs rounds half to even and saturates like rint + clip), in fewer passes over
+    # a region that may hold tens of megapixels.
+    out = cv2.convertScaleAbs(full, alpha=255.0)
     # Bilinear upsampling spreads values a fraction of a pixel past the hard edge: cut them.
     hard_full = (
         cv2.resize(hard, (box.width, box.height), interpolation=cv2.INTER_NEAREST)
         if scale < 1.0
         else hard
     )
-    full = np.where(hard_full > 0, full, 0.0)
-    return np.clip(np.rint(full * 255.0), 0, 255).astype(np.uint8)
+    np.copyto(out, 0, where=hard_full == 0)
+    return out
