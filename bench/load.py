@@ -47,8 +47,10 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("model.train", "model.evaluate", "bench.model")
-"""Command-line fragments of other work that would skew the figures when running beside."""
+HEAVY = ("-m model.", "-m bench.", "/bench/", "model/train")
+"""Command-line fragments of other work (training, evaluation, benchmarks) that would skew the
+figures when running beside; this benchmark's own processes are left out."""
+OWN = ("bench.load", "bench.litserve_server", "multiprocessing")
 
 
 def portraits(size: tuple[int, int], count: int = 8, quality: int = 90) -> list[bytes]:
@@ -380,7 +382,8 @@ def machine_state() -> dict:
     others = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if proc.info["pid"] != os.getpid() and any(h in cmd for h in HEAVY):
+        mine = proc.info["pid"] == os.getpid() or any(o in cmd for o in OWN)
+        if not mine and any(h in cmd for h in HEAVY):
             others.append(cmd[:120])
     return {"loadavg": [round(v, 2) for v in os.getloadavg()], "others": others}
 

@@ -3,7 +3,11 @@ imports only the face parser, not torch or the web stack."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
+import threading
+from multiprocessing.connection import wait
 
 import numpy as np
 
@@ -20,7 +24,19 @@ def start() -> None:
     # it keeps parsing while the service drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # The pool's pipes do not tell a worker that the service died (each worker holds
+        # both ends of its call queue): without this, a killed service would leave it behind.
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), name="abpn-parent-watch", daemon=True
+        ).start()
     _parser = FaceParser()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    wait([parent_sentinel])
+    os._exit(0)
 
 
 def parse(image: np.ndarray) -> FaceParse:
