@@ -18,7 +18,7 @@ the 1-minute load average before it was below 0.5 per core.
 after. `--url` measures a server that is already running, as it is configured.
 The photos are crops and resizes of a real portrait (matplotlib's grace_hopper.jpg), each
 different, so that every request's face is parsed and retouched; a response saying it found
-no face (`X-Faces: 0`) is counted apart. Each level sends --requests requests (at least two
+no face (`X-Faces: 0`) is counted apart. Each level sends --requests requests (at least one
 per client) and stops early after --duration seconds. The tables are printed and everything
 is written to bench/results/ as JSON (or --out).
 """
@@ -243,7 +243,7 @@ async def sweep(
     rows = []
     for c in args.concurrency:
         row = await run_level(
-            url, path, label, images, c, max(args.requests, 2 * c), args.duration, cpu
+            url, path, label, images, c, max(args.requests, c), args.duration, cpu
         )
         print(_format_row(row), flush=True)
         rows.append(row)

@@ -82,7 +82,7 @@ def test_a_real_portrait_is_retouched_at_its_size(page: Page, server: Server) ->
 
     # The Server-Timing split of that response, then the browser's own round trip.
     names = page.locator("#timings dt").all_inner_texts()
-    assert names == ["queue", "decode", "model", "encode", "round trip"]
+    assert names == ["queue", "decode", "faces", "model", "encode", "round trip"]
     millis = [float(t.removesuffix(" ms")) for t in page.locator("#timings dd").all_inner_texts()]
     assert millis[2] > 0 and millis[4] >= millis[2]
     server_model_ms = answer.value.headers["server-timing"].split("model;dur=")[1].split(",")[0]
