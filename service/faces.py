@@ -1,18 +1,18 @@
 """Face parsing in worker processes, ahead of the model.
 
 The engine finds faces and skin (model.faces) before it runs the network, and its face detector
-(yuface) holds the GIL for as long as it runs: about 40% of a 512x384 portrait's engine time,
-during which nothing else in the process, neither the event loop nor the codecs nor the model
-thread between its kernels, can run. Parsing here, in processes of their own, frees the
-service's process of it and lets the parse of the next photos run on one core while the model
-works on another; the model then gets the parses (`retouch_batch(parses=...)`), whose results
-are the same as if it had parsed itself.
+(yuface) holds the GIL for as long as it runs: a fifth to a half of a 512x384 portrait's engine
+time on 2 cores (docs/benchmarks.md, "Serving overhead"), during which nothing else in the
+process, neither the event loop nor the codecs nor the model thread between its kernels, can
+run. Parsing here, in processes of their own, frees the service's process of it and lets the
+parse of the next photos run on one core while the model works on another; the model then gets
+the parses (`retouch_batch(parses=...)`), whose results are the same as if it had parsed itself.
 
 A parse waits for a free worker in a FIFO of its own, bounded by the batcher's admission
 slots; a request whose client went away or whose deadline passed before its parse started is
 never parsed. Workers ignore SIGINT and SIGTERM, so that a signal sent to the whole process
 group leaves them running while the service drains; they exit when the service closes the
-pool, or when it dies (their pipe closes).
+pool, or when it dies (a thread of theirs watches it).
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ class FacePool:
         """Done once `stop` was called; made on the event loop by the first parse."""
 
     def start(self) -> None:
-        """Start the processes and wait until each has loaded its parser."""
+        """Start the processes, and return once they answer (each loads its parser as it
+        starts, before it takes any work)."""
         self._pool = self._new_pool()
-        # One trivial call per worker, all at once: returns once each process is up.
+        # One trivial call per worker, all at once: the pool starts a process for each.
         probe = np.zeros((8, 8, 3), np.uint8)
         for future in [self._pool.submit(face_worker.parse, probe) for _ in range(self.workers)]:
             future.result()
