@@ -6,9 +6,10 @@ connections and the lifespan stops the replicas. Plain uvicorn would instead sto
 once (new requests refused, not answered) and exit through the signal.
 
 The drain is bounded by ABPN_DRAIN_TIMEOUT_S: shortly before it ends, requests still
-uploading, waiting or running are answered 503 `shutting_down` (with Retry-After, so clients
-retry elsewhere), and the process exits at the deadline without waiting for a model call still
-under way. A second signal exits at once.
+uploading, decoding, waiting for faces or a replica, running or encoding are answered 503
+`shutting_down` (with Retry-After, so clients retry elsewhere), and the process exits at the
+deadline without waiting for a model call or a face parse still under way. A second signal
+exits at once.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class DrainingServer(uvicorn.Server):
                     extra={"in_flight": lifecycle.in_flight},
                 )
                 lifecycle.cut_uploads()
-                await self.runtime.batcher.stop()
+                await self.runtime.halt()
         return await super().on_tick(counter)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from model.engine import RetouchResult
+from model.faces import FaceParse
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.batcher")
@@ -45,8 +46,9 @@ class Engine(Protocol):
         strengths: Sequence[float] | float = 1.0,
         return_mask: bool = False,
         whitening: Sequence[float] | float = 0.0,
+        parses: Sequence[FaceParse] | None = None,
     ) -> list[RetouchResult]:
-        """Retouch a batch; blocking."""
+        """Retouch a batch, finding the faces unless `parses` has them; blocking."""
         ...
 
     def warmup(self) -> None:
@@ -106,6 +108,8 @@ class WorkItem:
     future: asyncio.Future[RetouchResult]
     slot: Slot
     whitening: float = 0.0
+    parse: FaceParse | None = None
+    """The image's faces and skin when found ahead (service.faces); else the engine finds them."""
     enqueued_at: float = field(default_factory=time.monotonic)
     state: State = State.QUEUED
     queue_seconds: float = 0.0
@@ -128,6 +132,7 @@ class Slot:
         return_mask: bool,
         deadline: float,
         whitening: float = 0.0,
+        parse: FaceParse | None = None,
     ) -> WorkItem:
         """Queue `image` for a replica; its result comes through `Batcher.wait`."""
         if self.item is not None:
@@ -136,7 +141,7 @@ class Slot:
         # An abandoned future's exception is never awaited; retrieving it here keeps asyncio
         # from logging "exception was never retrieved" for it.
         future.add_done_callback(_retrieve)
-        self.item = WorkItem(image, strength, return_mask, deadline, future, self, whitening)
+        self.item = WorkItem(image, strength, return_mask, deadline, future, self, whitening, parse)
         self._batcher._enqueue(self.item)
         return self.item
 
@@ -384,6 +389,9 @@ class Batcher:
 def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | BatcherError]:
     """Run one batch on the replica's thread; a failed batch is re-run one image at a time, so
     that one bad image, or a batch too big for the device, fails no other request."""
+    parses = [item.parse for item in batch]
+    # The engine takes the parses of all images or of none.
+    given = {"parses": parses} if all(p is not None for p in parses) else {}
     try:
         return list(
             engine.retouch_batch(
@@ -391,6 +399,7 @@ def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | Batc
                 [item.strength for item in batch],
                 return_mask=any(item.return_mask for item in batch),
                 whitening=[item.whitening for item in batch],
+                **given,
             )
         )
     except Exception as exc:

@@ -18,6 +18,12 @@ def _default_codec_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _default_face_workers() -> int:
+    # Parsing a portrait takes one core for about as long as the model takes two: one worker
+    # per four cores keeps both busy on the CPU (docs/benchmarks.md, "Serving overhead").
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Each field `name` is read from `ABPN_<NAME>`."""
 
@@ -53,6 +59,11 @@ class Settings(BaseSettings):
     """Largest image (width x height) accepted, read from the header before decoding (413)."""
     codec_threads: int = Field(default_factory=_default_codec_threads, ge=1)
     """Threads that decode and encode images (never the event loop)."""
+    face_workers: int = Field(default_factory=_default_face_workers, ge=0, le=64)
+    """Processes that find faces and skin ahead of the model, while it works on other photos;
+    0 leaves it to the model call, on the replica's thread."""
+    torch_threads: int = Field(0, ge=0, le=256)
+    """Threads torch computes with; 0: the cores not taken by face workers (at least 1)."""
     drain_timeout_s: float = Field(30.0, gt=0)
     """On SIGTERM, how long accepted requests get to finish before the process exits."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -90,6 +101,12 @@ class Settings(BaseSettings):
             ):
                 raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
         return ",".join(names)
+
+    def torch_thread_count(self) -> int:
+        """The torch threads to use, with 0 resolved."""
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) - self.face_workers)
 
     def device_list(self) -> list[str]:
         """The devices to put a replica on, with "auto" resolved."""

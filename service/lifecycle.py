@@ -8,13 +8,16 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from service.errors import ServiceError, unavailable
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.lifecycle")
+
+T = TypeVar("T")
 
 
 class Phase(enum.Enum):
@@ -69,6 +72,21 @@ class Lifecycle:
         answered, rather than leaving them to be cut off by the exit."""
         self.uploads_cut.set()
 
+    async def unless_cut(self, work: Awaitable[T]) -> T:
+        """`work`'s result, or 503 `shutting_down` as soon as `cut_uploads` was called: a
+        request decoding or encoding at the end of the drain is answered too. The work itself
+        runs on, unawaited."""
+        task = asyncio.ensure_future(work)
+        cutting = asyncio.ensure_future(self.uploads_cut.wait())
+        try:
+            await asyncio.wait({task, cutting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cutting.cancel()
+        if task.done():
+            return task.result()
+        task.add_done_callback(_retrieve)
+        raise unavailable("shutting_down", "the service is shutting down")
+
     def liveness_error(self) -> ServiceError | None:
         """Why the process should be restarted, or None while it is healthy."""
         if self.phase is Phase.FAILED:
@@ -111,3 +129,8 @@ class Lifecycle:
         except asyncio.TimeoutError:
             return False
         return True
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()

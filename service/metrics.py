@@ -41,6 +41,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.faces_seconds = Histogram(
+            "abpn_faces_seconds",
+            "Time to find an image's faces and skin in a face worker, waiting for one included.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_seconds = Histogram(
             "abpn_model_seconds",
             "Time one batch spent in the model, by device.",

@@ -1,5 +1,5 @@
 """Everything a request handler needs, built once per app: settings, metrics, lifecycle, the
-codec pool and the batcher over one model replica per device."""
+codec pool, the face workers and the batcher over one model replica per device."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Annotated
 
+import torch
 from fastapi import Depends, Request
 
 from model.engine import RetouchEngine
@@ -14,6 +15,7 @@ from model.weights import WeightsInfo, load_model
 from service.batcher import Batcher
 from service.codecs import Codecs
 from service.config import Settings
+from service.faces import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 
@@ -29,6 +31,9 @@ class Runtime:
         self.metrics = Metrics()
         self.lifecycle = Lifecycle(self.metrics)
         self.codecs = Codecs(settings.codec_threads, self.metrics)
+        self.faces: FacePool | None = None
+        if settings.face_workers:
+            self.faces = FacePool(settings.face_workers, self.metrics)
         self.devices = settings.device_list()
         self.info: WeightsInfo | None = None
         self._batcher: Batcher | None = None
@@ -41,9 +46,17 @@ class Runtime:
         return self._batcher
 
     async def start(self) -> None:
-        """Load the weights and put one replica on each device, off the event loop. A missing
-        or broken checkpoint raises, so the process fails fast with the reason."""
-        loaded = await asyncio.to_thread(load_model, self.settings.weights)
+        """Start the face workers, load the weights and put one replica on each device, off
+        the event loop. A missing or broken checkpoint raises, so the process fails fast with
+        the reason."""
+        # Process-wide, and before any replica computes: more threads than the cores left
+        # beside the face workers made every model call several times slower here (OpenMP
+        # threads waiting for a core at each barrier).
+        torch.set_num_threads(self.settings.torch_thread_count())
+        face_workers = asyncio.to_thread(self.faces.start) if self.faces else asyncio.sleep(0)
+        loaded, _ = await asyncio.gather(
+            asyncio.to_thread(load_model, self.settings.weights), face_workers
+        )
         self.info = loaded.info
         engines = await asyncio.gather(
             *(asyncio.to_thread(RetouchEngine, loaded.model, device) for device in self.devices)
@@ -63,6 +76,8 @@ class Runtime:
             "replicas loaded",
             extra={
                 "devices": self.devices,
+                "face_workers": self.settings.face_workers,
+                "torch_threads": torch.get_num_threads(),
                 "weights": loaded.info.name,
                 "sha256": loaded.info.sha256,
             },
@@ -78,11 +93,20 @@ class Runtime:
             return
         self.lifecycle.mark_ready()
 
-    async def stop(self) -> None:
-        """Stop the workers and the codec pool."""
+    async def halt(self) -> None:
+        """Answer every request waiting for faces or for a replica with ShuttingDown; nothing
+        new starts. A model call or a parse already under way runs on, unawaited."""
+        if self.faces is not None:
+            self.faces.stop()
         if self._batcher is not None:
             await self._batcher.stop()
+
+    async def stop(self) -> None:
+        """Stop the workers, the codec pool and the face workers."""
+        await self.halt()
         self.codecs.close()
+        if self.faces is not None:
+            self.faces.close()
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -107,7 +107,7 @@ _OK = {
         "content": {media: _BINARY for media in MEDIA_TYPES.values()},
         "headers": {
             "X-Request-ID": {"description": "The client's, echoed, or a new one."},
-            "Server-Timing": {"description": "queue, decode, model and encode, in ms."},
+            "Server-Timing": {"description": "queue, decode, faces, model and encode, in ms."},
             "X-Faces": {
                 "description": "Faces found and retouched; 0: the photo is returned unchanged."
             },
@@ -157,24 +157,48 @@ async def retouch(
             params = _merge_form(params, upload.fields)
             disconnected = watch_disconnect(request)
             try:
-                source, decode_s = await runtime.codecs.decode(upload.data, settings.max_pixels)
+                source, decode_s = await runtime.lifecycle.unless_cut(
+                    runtime.codecs.decode(upload.data, settings.max_pixels)
+                )
                 del upload  # the encoded bytes are not needed any more: free them early
                 check_encodable(source, params.format or source.format, params.output == "mask")
                 if disconnected.done():
                     raise ClientGone("decode")
                 if time.monotonic() > deadline:
                     raise DeadlineExceeded("the deadline passed while decoding")
+                parse, faces_s = None, 0.0
+                if runtime.faces is not None:
+                    parse, faces_s = await runtime.faces.parse(source.rgb, deadline, disconnected)
+                    if disconnected.done():
+                        raise ClientGone("faces")
+                    if time.monotonic() > deadline:
+                        raise DeadlineExceeded("the deadline passed while finding faces")
                 item = slot.submit(
-                    source.rgb, params.strength, params.output == "mask", deadline, params.whitening
+                    source.rgb,
+                    params.strength,
+                    params.output == "mask",
+                    deadline,
+                    params.whitening,
+                    parse,
                 )
                 result = await runtime.batcher.wait(item, disconnected)
             finally:
                 disconnected.cancel()
-        body, media_type, encode_s = await runtime.codecs.encode(
-            source, result, fmt=params.format, quality=params.quality, mask=params.output == "mask"
+        body, media_type, encode_s = await runtime.lifecycle.unless_cut(
+            runtime.codecs.encode(
+                source,
+                result,
+                fmt=params.format,
+                quality=params.quality,
+                mask=params.output == "mask",
+            )
         )
     timing = _server_timing(
-        queue=item.queue_seconds, decode=decode_s, model=item.model_seconds, encode=encode_s
+        queue=item.queue_seconds,
+        decode=decode_s,
+        faces=faces_s,
+        model=item.model_seconds,
+        encode=encode_s,
     )
     headers = {"Server-Timing": timing, "X-Faces": str(result.faces)}
     return Response(body, media_type=media_type, headers=headers)

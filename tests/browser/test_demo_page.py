@@ -82,11 +82,11 @@ def test_a_real_portrait_is_retouched_at_its_size(page: Page, server: Server) ->
 
     # The Server-Timing split of that response, then the browser's own round trip.
     names = page.locator("#timings dt").all_inner_texts()
-    assert names == ["queue", "decode", "model", "encode", "round trip"]
+    assert names == ["queue", "decode", "faces", "model", "encode", "round trip"]
     millis = [float(t.removesuffix(" ms")) for t in page.locator("#timings dd").all_inner_texts()]
-    assert millis[2] > 0 and millis[4] >= millis[2]
+    assert millis[3] > 0 and millis[5] >= millis[3]
     server_model_ms = answer.value.headers["server-timing"].split("model;dur=")[1].split(",")[0]
-    assert millis[2] == float(server_model_ms)
+    assert millis[3] == float(server_model_ms)
 
     # The download, named after the upload, is byte for byte what the API answers any client
     # for this photo (which also shows what the page sent: Playwright hides File bodies).

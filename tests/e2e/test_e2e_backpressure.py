@@ -62,7 +62,7 @@ def _occupy(server: Server, pool: ThreadPoolExecutor, post) -> tuple[Future, flo
 def _not_computed_cancellations(server: Server) -> float:
     """Requests dropped because their client left before they reached the replica."""
     text = server.metrics()
-    stages = ("upload", "decode", "queued")
+    stages = ("upload", "decode", "faces", "queued")
     return sum(sample(text, "abpn_requests_cancelled_total", stage=s) for s in stages)
 
 

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from asgi_support import decoded, metric_value, running, wait_until
-from images import encoded, grace_hopper, picture
+from images import encoded, grace_hopper, picture, slow_portrait
 from PIL import Image, ImageCms
 
 from model.weights import DEFAULT_WEIGHTS
@@ -215,12 +215,12 @@ async def test_concurrent_requests_form_batches() -> None:
 
 
 async def test_queue_full_and_deadline_while_the_replica_is_busy() -> None:
-    """A large image keeps the only replica busy; the one queue place is then taken by a small
+    """A large portrait keeps the only replica busy; the one queue place is then taken by a small
     image, so a third request is refused at once, and a short deadline expires in the queue."""
     async with running(max_batch_size=1, max_queue=1) as (app, client):
         runtime = app.state.runtime
         big = asyncio.create_task(
-            client.post("/v1/retouch", content=encoded(picture(600, 800)), headers=PNG)
+            client.post("/v1/retouch", content=encoded(slow_portrait(600, 800)), headers=PNG)
         )
         await wait_until(lambda: runtime.lifecycle.in_flight == 1 and runtime.batcher.depth == 0)
         small = encoded(picture())

@@ -1,0 +1,46 @@
+"""What runs inside a face worker process (service.faces): kept apart so that a worker
+imports only the face parser, not torch or the web stack."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from multiprocessing.connection import wait
+
+import numpy as np
+
+from model.faces import FaceParse, FaceParser
+
+_parser: FaceParser | None = None
+"""This process's parser, made by `start`."""
+
+
+def start() -> None:
+    """Process initializer: ignore the group's signals and load the parser."""
+    global _parser
+    # The service, not a signal sent to its whole process group, decides when a worker stops:
+    # it keeps parsing while the service drains.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # The pool's pipes do not tell a worker that the service died (each worker holds
+        # both ends of its call queue): without this, a killed service would leave it behind.
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), name="abpn-parent-watch", daemon=True
+        ).start()
+    _parser = FaceParser()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    wait([parent_sentinel])
+    os._exit(0)
+
+
+def parse(image: np.ndarray) -> FaceParse:
+    """Faces and skin of one (H, W, 3) uint8 RGB photo."""
+    if _parser is None:
+        raise RuntimeError("the face worker did not start")
+    return _parser.parse(image)
