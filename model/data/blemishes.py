@@ -332,31 +332,41 @@ def _irregular_disc(
     return np.sqrt(u**2 + (v / aspect) ** 2) / (r * wobble)
 
 
-def _paint_macule(c: _Canvas, cy: float, cx: float) -> None:
-    rng, s = c.rng, c.scale
-    r = s * rng.uniform(2.5, 9.0)
-    aspect = rng.uniform(0.65, 1.0)
-    hardness = rng.uniform(2.0, 7.0)
-    win = _window(c, cy, cx, 1.6 * r * 5.5 ** (1.0 / hardness) / aspect)
+def _flat_mark(
+    c: _Canvas,
+    cy: float,
+    cx: float,
+    radius: tuple[float, float],
+    min_aspect: float,
+    hardness: tuple[float, float],
+    min_strength: float,
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The window and alpha of a flat, irregular mark (macules, grey marks), or None."""
+    rng = c.rng
+    r = c.scale * rng.uniform(*radius)
+    aspect = rng.uniform(min_aspect, 1.0)
+    k = rng.uniform(*hardness)
+    win = _window(c, cy, cx, 1.6 * r * 5.5 ** (1.0 / k) / aspect)
     if win is None:
-        return
+        return None
     sl, yy, xx = win
     d = _irregular_disc(rng, yy, xx, r, aspect)
-    alpha = rng.uniform(0.5, 1.0) * np.exp(-(d**hardness))
-    _commit(c, sl, _absorb(c.img[sl], alpha, _pigment(rng, _MELANIN, 0.5, 1.8)))
+    return sl, rng.uniform(min_strength, 1.0) * np.exp(-(d**k))
+
+
+def _paint_macule(c: _Canvas, cy: float, cx: float) -> None:
+    mark = _flat_mark(c, cy, cx, (2.5, 9.0), 0.65, (2.0, 7.0), 0.5)
+    if mark is not None:
+        sl, alpha = mark
+        _commit(c, sl, _absorb(c.img[sl], alpha, _pigment(c.rng, _MELANIN, 0.5, 1.8)))
 
 
 def _paint_bruise(c: _Canvas, cy: float, cx: float) -> None:
-    rng, s = c.rng, c.scale
-    r = s * rng.uniform(1.5, 7.0)
-    aspect = rng.uniform(0.6, 1.0)
-    hardness = rng.uniform(1.5, 5.0)
-    win = _window(c, cy, cx, 1.6 * r * 5.5 ** (1.0 / hardness) / aspect)
-    if win is None:
+    mark = _flat_mark(c, cy, cx, (1.5, 7.0), 0.6, (1.5, 5.0), 0.4)
+    if mark is None:
         return
-    sl, yy, xx = win
-    d = _irregular_disc(rng, yy, xx, r, aspect)
-    alpha = rng.uniform(0.4, 1.0) * np.exp(-(d**hardness))
+    sl, alpha = mark
+    rng = c.rng
     patch = c.img[sl]
     # Desaturate towards the local grey first: these marks take colour out as well as light.
     grey = patch.mean(axis=-1, keepdims=True)
