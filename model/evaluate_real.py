@@ -195,10 +195,10 @@ def evaluate_painted(
     return rows
 
 
-def protected_mask(parse: FaceParse, shape: tuple[int, int]) -> np.ndarray:
+def protected_mask(skin: np.ndarray) -> np.ndarray:
     """Face parts and non-skin areas (skin mask 0), dilated a little into the skin."""
-    non_skin = (parse.skin_mask(shape) == 0).astype(np.uint8)
-    r = max(1, round(PROTECT_DILATION * max(shape)))
+    non_skin = (skin == 0).astype(np.uint8)
+    r = max(1, round(PROTECT_DILATION * max(skin.shape)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     return cv2.dilate(non_skin, kernel) > 0
 
@@ -219,14 +219,15 @@ def evaluate_clean(
             result = abpn(image)
             diff = np.abs(result.image.astype(np.int16) - image).max(axis=-1)
             changed = diff > CHANGED_LEVELS
-            protected = protected_mask(parse, image.shape[:2])
+            skin = parse.skin_mask(image.shape[:2])
+            protected = protected_mask(skin)
             rows.append(
                 CleanRow(
                     photo=name,
                     resolution=res_name,
                     faces=len(parse.regions),
                     protected_changed=float((changed & protected).sum() / max(protected.sum(), 1)),
-                    changed_outside_skin=int((changed & (parse.skin_mask(diff.shape) == 0)).sum()),
+                    changed_outside_skin=int((changed & (skin == 0)).sum()),
                     masked_share=float((result.mask > 0).mean()),
                 )
             )

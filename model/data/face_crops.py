@@ -32,6 +32,11 @@ class FaceCrop:
     """Width of the face in this crop's pixels."""
 
     @functools.cached_property
+    def skin_area(self) -> float:
+        """Sum of the skin mask: how often the sampler picks this crop."""
+        return float(self.skin.sum())
+
+    @functools.cached_property
     def mean_skin(self) -> np.ndarray:
         """Mean RGB (0-1) of the plain skin, for the skin-tone jitter."""
         return self.image[self.skin >= 0.75].astype(np.float32).mean(axis=0) / 255.0

@@ -79,7 +79,7 @@ def face_sample(
     density_range: tuple[float, float] = (0.4, 2.0),
 ) -> Sample:
     """One ``size x size`` sample at LRL scale from a real face region (see the module doc)."""
-    areas = np.array([c.skin.sum() for c in crops], np.float64)
+    areas = np.array([c.skin_area for c in crops], np.float64)
     crop = crops[int(rng.choice(len(crops), p=areas / areas.sum()))]
     h, w = crop.skin.shape
     # The engine's zoom for this region, and how wide the face then is at the LRL.
