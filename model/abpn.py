@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,12 +43,19 @@ def working_size(size: Size, lrl_size: int) -> Size:
     return (max(1, round(h * scale)), max(1, round(w * scale)))
 
 
-def pad_to_canvas(images: Sequence[torch.Tensor], stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_to_canvas(
+    images: Sequence[torch.Tensor], stride: int, size: Size | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (3, h, w) images of different sizes on one zero canvas whose sides are multiples of
-    `stride`; returns the canvas and the valid-pixel mask."""
+    `stride` (`size` when given, which must hold them all); returns the canvas and the
+    valid-pixel mask."""
     height = max(img.shape[-2] for img in images)
     width = max(img.shape[-1] for img in images)
     height, width = -(-height // stride) * stride, -(-width // stride) * stride
+    if size is not None:
+        if size[0] < height or size[1] < width or size[0] % stride or size[1] % stride:
+            raise ValueError(f"canvas {size} cannot hold {height}x{width} at stride {stride}")
+        height, width = size
     ref = images[0]
     canvas = ref.new_zeros((len(images), 3, height, width))
     valid = ref.new_zeros((len(images), 1, height, width))
@@ -75,11 +82,19 @@ class ABPN(nn.Module):
         self.cfg = dataclasses.replace(self.cfg, mask_threshold=threshold)
         self.lrl.cfg = self.cfg
 
-    def low_res(self, images: Sequence[torch.Tensor]) -> list[LRLOutput]:
+    def low_res(
+        self,
+        images: Sequence[torch.Tensor],
+        canvas_size: Size | None = None,
+        lrl: Callable[[torch.Tensor, torch.Tensor], LRLOutput] | None = None,
+    ) -> list[LRLOutput]:
         """Run the LRL once over working-size images (3, h, w) of any mix of sizes; each output
-        is cropped back to its image's size and is the same as running that image alone."""
-        canvas, valid = pad_to_canvas(images, self.cfg.stride)
-        out = self.lrl(canvas, valid)
+        is cropped back to its image's size and is the same as running that image alone.
+
+        `canvas_size` pads to that canvas instead of the smallest one, and `lrl` replaces this
+        network's LRL with a compiled copy of it (`model.compiled_lrl`)."""
+        canvas, valid = pad_to_canvas(images, self.cfg.stride, canvas_size)
+        out = (lrl or self.lrl)(canvas, valid)
         crops = []
         for i, img in enumerate(images):
             h, w = img.shape[-2:]

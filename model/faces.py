@@ -206,14 +206,29 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
-def _square_crop(image: np.ndarray, cx: float, cy: float, side: int) -> tuple[np.ndarray, int, int]:
-    """A side x side crop centred on (cx, cy), zero-padded where it leaves the photo."""
+def _square_crop(
+    image: np.ndarray, cx: float, cy: float, side: int, out_side: int
+) -> tuple[np.ndarray, int, int]:
+    """The side x side square centred on (cx, cy), zero-padded where it leaves the photo and
+    resized to out_side x out_side; returns it and the square's top-left corner in the photo.
+
+    A large face is shrunk straight from the photo, never copied at full size first (an 8K
+    portrait's square is over 100 MB); its part of the square lands within half an output
+    pixel of where an exact resize would put it."""
     x0, y0 = round(cx - side / 2), round(cy - side / 2)
     h, w = image.shape[:2]
-    out = np.zeros((side, side, 3), np.uint8)
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
-    if sx0 < sx1 and sy0 < sy1:
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    if side <= out_side:
+        out = np.zeros((side, side, 3), np.uint8)
+        if sx0 < sx1 and sy0 < sy1:
+            out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+        return _resize(out, out_side, out_side), x0, y0
+    out = np.zeros((out_side, out_side, 3), np.uint8)
+    scale = out_side / side
+    dx0, dy0 = round((sx0 - x0) * scale), round((sy0 - y0) * scale)
+    dx1, dy1 = round((sx1 - x0) * scale), round((sy1 - y0) * scale)
+    if dx0 < dx1 and dy0 < dy1:
+        out[dy0:dy1, dx0:dx1] = _resize(image[sy0:sy1, sx0:sx1], dx1 - dx0, dy1 - dy0)
     return out, x0, y0
 
 
@@ -267,9 +282,9 @@ class FaceParser:
         """`face` with its FaceMesh landmarks in photo pixels (None when FaceMesh fails)."""
         b = face.box
         side = max(8, round(1.7 * max(b.width, b.height)))
-        crop, x0, y0 = _square_crop(image, (b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2, side)
+        crop, x0, y0 = _square_crop(image, (b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2, side, MESH_SIDE)
         with self._lock:
-            found = self._mesh.process(_resize(crop, MESH_SIDE, MESH_SIDE))
+            found = self._mesh.process(crop)
         if not found.multi_face_landmarks:
             return face
         pts = np.array([(p.x, p.y) for p in found.multi_face_landmarks[0].landmark], np.float64)
@@ -361,11 +376,11 @@ def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarra
     sigma = max(0.6, 0.01 * size)
     core = cv2.erode(hard, _disc(2.5 * sigma))
     soft = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * hard
-    full = _resize(soft, box.width, box.height) if scale < 1.0 else soft
-    # Round to bytes first and cut on bytes: the same values as cutting and rounding the floats
-    # (convertScaleAbs rounds half to even and saturates like rint + clip), in fewer passes over
-    # a region that may hold tens of megapixels.
-    out = cv2.convertScaleAbs(full, alpha=255.0)
+    # Rounded to bytes before it is scaled up: OpenCV's fixed-point bilinear on bytes is
+    # within one level of the float resize and several times faster on a region that may
+    # hold tens of megapixels.
+    soft_u8 = cv2.convertScaleAbs(soft, alpha=255.0)
+    out = _resize(soft_u8, box.width, box.height) if scale < 1.0 else soft_u8
     # Bilinear upsampling spreads values a fraction of a pixel past the hard edge: cut them.
     hard_full = (
         cv2.resize(hard, (box.width, box.height), interpolation=cv2.INTER_NEAREST)

@@ -10,6 +10,7 @@ from typing import Annotated
 import torch
 from fastapi import Depends, Request
 
+from model.abpn import ABPN
 from model.engine import RetouchEngine
 from model.weights import WeightsInfo, load_model
 from service.batcher import Batcher
@@ -38,6 +39,10 @@ class Runtime:
         self.info: WeightsInfo | None = None
         self._batcher: Batcher | None = None
 
+    def _engine(self, model: ABPN, device: str) -> RetouchEngine:
+        compile_lrl = self.settings.compile_lrl and device == "cpu"
+        return RetouchEngine(model, device, compile_lrl=compile_lrl)
+
     @property
     def batcher(self) -> Batcher:
         """The batcher; exists once `start` returned."""
@@ -59,7 +64,7 @@ class Runtime:
         )
         self.info = loaded.info
         engines = await asyncio.gather(
-            *(asyncio.to_thread(RetouchEngine, loaded.model, device) for device in self.devices)
+            *(asyncio.to_thread(self._engine, loaded.model, device) for device in self.devices)
         )
         self.metrics.model_info.labels(
             loaded.info.name, loaded.info.version, loaded.info.sha256
@@ -78,6 +83,7 @@ class Runtime:
                 "devices": self.devices,
                 "face_workers": self.settings.face_workers,
                 "torch_threads": torch.get_num_threads(),
+                "compiled_lrl": [e.compiled_lrl is not None for e in engines],
                 "weights": loaded.info.name,
                 "sha256": loaded.info.sha256,
             },

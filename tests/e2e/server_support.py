@@ -72,7 +72,9 @@ def sample(text: str, name: str, /, **labels: str) -> float:
     return 0.0
 
 
-def start_server(log_dir: Path, **settings: Any) -> Server:
+def start_server(
+    log_dir: Path, start_timeout_s: float = START_TIMEOUT_S, **settings: Any
+) -> Server:
     """Start the service with ABPN_<KEY>=value for each setting and wait until it is ready."""
     port = free_port()
     env = {
@@ -90,7 +92,7 @@ def start_server(log_dir: Path, **settings: Any) -> Server:
         )
     url = f"http://127.0.0.1:{port}"
     server = Server(proc, url, port, log, httpx.Client(base_url=url, timeout=10))
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + start_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}:\n{server.log_text()}")
@@ -101,7 +103,7 @@ def start_server(log_dir: Path, **settings: Any) -> Server:
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"the server was not ready in {START_TIMEOUT_S}s:\n{server.log_text()}")
+    raise RuntimeError(f"the server was not ready in {start_timeout_s}s:\n{server.log_text()}")
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
