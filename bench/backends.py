@@ -5,7 +5,9 @@ in the same run.
     python -m bench.backends --onnx /tmp/lrl.onnx [--repeat 5] [--threads 2]
 
 The input is a real face crop (``smiling``, resized to the LRL's working size). torch runs
-float32 (the engine's path) and, where the CPU has hardware bfloat16, bfloat16 autocast; ONNX
+float32 eager, float32 compiled with TorchInductor (``model.compiled_lrl``, what CPU replicas of
+the service run; compiled before timing) and, where the CPU has hardware bfloat16, bfloat16
+autocast; ONNX
 Runtime runs its CPU provider; OpenVINO runs its CPU plugin once at float32 precision and once
 at its default precision (bfloat16 on CPUs with AMX). Each backend runs in its own process and
 reports its best time and the largest difference of its result (in 1/255 steps) and mask from
@@ -96,6 +98,7 @@ def _best(fn: Callable[[], tuple[np.ndarray, np.ndarray]], repeat: int) -> tuple
 
 BACKENDS = (
     "torch float32",
+    "torch compiled",
     "torch bfloat16 autocast",
     "onnxruntime",
     "openvino float32",
@@ -110,6 +113,21 @@ def backend(name: str, onnx: Path | None, weights: str | None, threads: int) -> 
 
     model = load_model(weights).model
     image, valid = lrl_input(model.cfg.lrl_size, model.cfg.stride)
+    if name == "torch compiled":
+        from model.compiled_lrl import CompiledLRL
+
+        if image.shape[-1] != image.shape[-2]:
+            return "the compiled LRL takes square canvases"
+        compiled = CompiledLRL(model.lrl, image.shape[-1])
+        t_image, t_valid = torch.from_numpy(image), torch.from_numpy(valid)
+        compiled.warm(torch.device("cpu"))
+
+        def run_compiled() -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                out = compiled(t_image, t_valid)
+            return out.result.numpy(), out.mask.numpy()
+
+        return run_compiled
     if name.startswith("torch"):
         bf16 = "bfloat16" in name
         if bf16 and not native_bf16():

@@ -132,19 +132,19 @@ def measure(
     # The peak is taken over the model runs only: loading and resizing the source photo for the
     # benchmark (Pillow holds an 8K photo twice) is not what a request costs.
     _reset_peak_rss()
-    total, result = float("inf"), None
+    total, timings = float("inf"), {}
     for _ in range(repeat):
         t0 = time.perf_counter()
-        run = engine.retouch(image)
+        result = engine.retouch(image)
         seconds = time.perf_counter() - t0
         if seconds < total:
-            total, result = seconds, run
-        del run  # a kept result would add a photo's size to the next run's peak
-    row["faces"] = result.faces
+            total, timings = seconds, result.timings
+        row["faces"] = result.faces
+        del result  # a kept photo would add its size to the next run's peak
     row["model_s"] = total
     for stage in STAGES:
         # An older engine (a reference commit) may not time every stage.
-        row[f"{stage}_s"] = result.timings.get(stage)
+        row[f"{stage}_s"] = timings.get(stage)
     row["model_over_floor"] = total / row["floor_s"]
     row["peak_rss_mb"] = _peak_rss_mb()
     return row

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="CPU: compile the LRL first (15-50 s once, then about 1.5x faster per face)",
+        help="CPU: compile the LRL first (10-50 s once, then about 1.5x faster per face)",
     )
     parser.add_argument("--quality", type=_quality, default=None, help="JPEG/WebP quality")
     return parser
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_model(args.weights)
         engine = RetouchEngine(loaded.model, device=device, compile_lrl=args.compile)
+        if args.compile:
+            engine.warmup()
     except (CheckpointError, RuntimeError, ValueError) as exc:
         print(f"abpn-retouch: cannot load the model: {exc}", file=sys.stderr)
         return 2

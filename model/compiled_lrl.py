@@ -1,12 +1,12 @@
 """The LRL compiled with TorchInductor for one fixed square canvas, for CPU replicas.
 
-On this project's 2-core CPU the compiled LRL ran a 384x384 face crop in about 100 ms against
-150-220 ms eager (docs/benchmarks.md): Inductor freezes the weights into prepacked oneDNN
-convolutions and fuses the concatenations, activations and valid-mask products around them.
-Results stay within 2e-4/255 of eager.
+Inductor freezes the weights into prepacked oneDNN convolutions and fuses the concatenations,
+activations and valid-mask products around them. On this project's 2-core CPU the engine's LRL
+stage ran 1.2-1.8x faster for it (0.12-0.16 s per face crop against 0.14-0.24 s eager,
+docs/benchmarks.md), with results within 2e-4/255 of eager.
 
-Compiling takes 13-50 s (the lower figure with a warm Inductor cache), so it happens once, for
-one canvas shape: every crop that fills at least half of that canvas is padded to it. Smaller
+Compiling takes 7-10 s with a warm Inductor cache and 35-50 s cold, so it happens once, for one
+canvas shape: every crop that fills at least half of that canvas is padded to it. Smaller
 crops (small faces) stay eager, where padding would cost more than compiling saves. Padding
 never changes a result: the LRL re-applies the valid-pixel mask in every block.
 """

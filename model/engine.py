@@ -20,6 +20,7 @@ returned unchanged (and its mask is empty).
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 import warnings
@@ -38,6 +39,8 @@ from model.compiled_lrl import CompiledLRL
 from model.cpu import native_bf16
 from model.faces import FaceParse, FaceParser, FaceRegion
 from model.lrl import LRLOutput
+
+logger = logging.getLogger("abpn.engine")
 
 MAX_STRENGTH = 1.5
 MAX_WHITENING = 1.5
@@ -98,7 +101,7 @@ class RetouchEngine:
     """Owns one model replica on one device and retouches batches of photos with it.
 
     `compile_lrl` (CPU only) runs the LRL compiled for face crops at the working size
-    (`model.compiled_lrl`): about twice as fast, after a one-time compile in `warmup`."""
+    (`model.compiled_lrl`): 1.2-1.8x faster here, after a one-time compile in `warmup`."""
 
     def __init__(
         self,
@@ -175,12 +178,17 @@ class RetouchEngine:
 
     def warmup(self) -> None:
         """Run one small batch so the first real request does not pay for lazy initialisation
-        (the face parser's graphs included)."""
+        (the face parser's graphs and the compiled LRL included; a compile that fails is
+        logged and leaves the replica eager)."""
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
         self.face_parser.parse(image)
         if self.compiled_lrl is not None:
-            self.compiled_lrl.warm(self.device)
+            try:
+                self.compiled_lrl.warm(self.device)
+            except Exception:  # Inductor fails in many ways (no C++ compiler, say): eager works
+                logger.exception("compiling the LRL failed; this replica runs it eager")
+                self.compiled_lrl = None
         parses = [FaceParse.whole(image.shape[:2]), FaceParse.whole((64, 128))]
         self.retouch_batch([image, image[:64]], 1.0, True, 0.5, parses=parses)
 

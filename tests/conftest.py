@@ -1,8 +1,23 @@
 """Shared by every test folder: pytest puts this folder on sys.path, so `images` imports."""
 
 import os
+import shutil
 
-# The service compiles its CPU LRL by default, which adds 15-50 s to every start; the suite
+import pytest
+
+# The service compiles its CPU LRL by default, which adds 10-50 s to every start; the suite
 # starts it dozens of times, so it runs eager unless a test asks for the compiled path
-# (tests/e2e/test_e2e_startup.py, tests/model/test_compiled_lrl.py).
+# (tests/e2e/test_e2e_compiled.py, tests/model/test_compiled_lrl.py).
 os.environ.setdefault("ABPN_COMPILE_LRL", "false")
+
+
+@pytest.fixture(scope="session")
+def cxx_compiler() -> str:
+    """The C++ compiler TorchInductor builds the compiled LRL with, or a skip (a failure in
+    CI, where .ci/run installs one)."""
+    found = shutil.which("g++") or shutil.which("c++")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no C++ compiler: .ci/run installs g++ in CI")
+        pytest.skip("the compiled LRL needs a C++ compiler (apt-get install g++)")
+    return found

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from service.config import Settings
+
 from .conftest import DOCKERFILE, DOCKERIGNORE, REPO, Instruction, Manifests, tool
 
 
@@ -143,10 +145,19 @@ def test_port_healthcheck_and_entrypoint(dockerfile):
 
 def test_caches_and_home_point_at_the_writable_tmp(dockerfile):
     env = " ".join(i.args for i in final(dockerfile) if i.keyword == "ENV")
-    for var in ("HOME", "XDG_CACHE_HOME", "TORCH_HOME"):
+    for var in ("HOME", "XDG_CACHE_HOME", "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR"):
         m = re.search(rf"\b{var}=(\S+)", env)
         assert m and (m[1] == "/tmp" or m[1].startswith("/tmp/")), f"{var} must be under /tmp"
     assert "PYTHONDONTWRITEBYTECODE=1" in env
+
+
+def test_the_cpu_image_has_the_compiler_its_compiled_lrl_needs(dockerfile):
+    # CPU replicas compile the LRL by default; TorchInductor builds C++ at start-up.
+    assert Settings.model_fields["compile_lrl"].default is True
+    runs = [i.args for i in final(dockerfile) if i.keyword == "RUN"]
+    (compiler,) = [r for r in runs if "g++" in r]
+    assert '"${VARIANT}" = "cpu"' in compiler, "only the CPU image needs the compiler"
+    assert any(i.keyword == "ARG" and i.args == "VARIANT" for i in final(dockerfile))
 
 
 # --- .dockerignore -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from model.engine import RetouchEngine
 from model.weights import load_model
 
 
-def test_compiled_service_retouches_as_the_eager_engine(tmp_path) -> None:
+def test_compiled_service_retouches_as_the_eager_engine(tmp_path, cxx_compiler: str) -> None:
     # Twice the size, so the face crop is shrunk to the LRL's working size: the compiled path.
     hopper = grace_hopper()
     photo = np.asarray(
