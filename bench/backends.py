@@ -7,11 +7,10 @@ in the same run.
 The input is a real face crop (``smiling``, resized to the LRL's working size). torch runs
 float32 eager, float32 compiled with TorchInductor (``model.compiled_lrl``, what CPU replicas of
 the service run; compiled before timing) and, where the CPU has hardware bfloat16, bfloat16
-autocast; ONNX
-Runtime runs its CPU provider; OpenVINO runs its CPU plugin once at float32 precision and once
-at its default precision (bfloat16 on CPUs with AMX). Each backend runs in its own process and
-reports its best time and the largest difference of its result (in 1/255 steps) and mask from
-torch float32.
+autocast; ONNX Runtime runs its CPU provider; OpenVINO runs its CPU plugin once at float32
+precision and once at its default precision (bfloat16 on CPUs with AMX). Each backend runs in
+its own process and reports its best time and the largest difference of its result (in 1/255
+steps) and mask from torch float32.
 
 The export runs in its own process because the `onnx` package needs a newer protobuf than
 MediaPipe's: install it apart, e.g. ``pip install --target /tmp/onnxpkgs onnx`` and run the export
