@@ -1,5 +1,5 @@
 """The compiled LRL (TorchInductor, CPU): the same retouch as eager within 1/255, used for face
-crops at the working size, eager for small ones. One compile for the module (15-50 s)."""
+crops at the working size, eager for small ones. One compile for the module (10-50 s)."""
 
 from __future__ import annotations
 
