@@ -52,14 +52,14 @@ def lrl_input(lrl_size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """A real face crop at the LRL's working size on its padded canvas, with its valid mask."""
     from PIL import Image
 
-    from model.abpn import working_size
+    from model.abpn import round_up, working_size
 
     photo = Image.open(PHOTO).convert("RGB")
     # As the engine sees a face of a large photo: long side at the working size.
     scale = lrl_size / max(photo.height, photo.width)
     h, w = working_size((round(photo.height * scale), round(photo.width * scale)), lrl_size)
     small = np.asarray(photo.resize((w, h), Image.Resampling.BICUBIC), np.float32) / 255.0
-    ch, cw = -(-h // stride) * stride, -(-w // stride) * stride
+    ch, cw = round_up(h, stride), round_up(w, stride)
     image = np.zeros((1, 3, ch, cw), np.float32)
     image[0, :, :h, :w] = small.transpose(2, 0, 1)
     valid = np.zeros((1, 1, ch, cw), np.float32)
@@ -115,9 +115,9 @@ def backend(name: str, onnx: Path | None, weights: str | None, threads: int) -> 
     if name == "torch compiled":
         from model.compiled_lrl import CompiledLRL
 
-        if image.shape[-1] != image.shape[-2]:
-            return "the compiled LRL takes square canvases"
-        compiled = CompiledLRL(model.lrl, image.shape[-1])
+        compiled = CompiledLRL(model.lrl)
+        if image.shape[-2:] != compiled.canvas:
+            return f"the input's canvas is not the compiled {compiled.canvas}"
         t_image, t_valid = torch.from_numpy(image), torch.from_numpy(valid)
         compiled.warm(torch.device("cpu"))
 
@@ -224,16 +224,22 @@ def main(argv: list[str] | None = None) -> None:
                 row["mask_max_diff"] = round(float(np.abs(data["mask"] - reference[1]).max()), 4)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    print("| backend | ms | vs torch float32 | result max diff (1/255) | mask max diff |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        if "note" in r:
-            print(f"| {r['backend']} | - | - | - | {r['note']} |")
-        else:
-            print(
-                f"| {r['backend']} | {r['ms']} | {r['speedup']}x | {r['result_max_diff_255']} | "
-                f"{r['mask_max_diff']} |"
-            )
+    from model.tables import markdown_table
+
+    header = ("backend", "ms", "vs torch float32", "result max diff (1/255)", "mask max diff")
+    cells = (
+        (r["backend"], "-", "-", "-", r["note"])
+        if "note" in r
+        else (
+            r["backend"],
+            r["ms"],
+            f"{r['speedup']}x",
+            r["result_max_diff_255"],
+            r["mask_max_diff"],
+        )
+        for r in rows
+    )
+    print(markdown_table(header, cells))
     meta = {"threads": args.threads, "repeat": args.repeat, "torch": torch.__version__}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -159,18 +159,30 @@ def compare(case: str, ref_dir: Path, photo_dir: Path, engine) -> dict:
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the comparison rows."""
-    head = (
-        "| case | regions | engine max diff | pixels off | mask max diff | changed outside skin | "
-        "skin IoU | skin max diff | same boxes | end-to-end max diff |"
+    from model.tables import markdown_table
+
+    header = (
+        "case", "regions", "engine max diff", "pixels off", "mask max diff",
+        "changed outside skin", "skin IoU", "skin max diff", "same boxes", "end-to-end max diff",
+    )  # fmt: skip
+    return markdown_table(
+        header,
+        (
+            (
+                r["case"],
+                r["regions"],
+                r["engine_max_diff"],
+                r["engine_pixels_off"],
+                r["engine_mask_max_diff"],
+                r["outside_skin_changed"],
+                f"{r['skin_iou']:.4f}",
+                r["skin_max_diff"],
+                r["same_boxes"],
+                r["end_to_end_max_diff"],
+            )
+            for r in rows
+        ),
     )
-    lines = [head, "|" + "---|" * 10]
-    for r in rows:
-        lines.append(
-            f"| {r['case']} | {r['regions']} | {r['engine_max_diff']} | {r['engine_pixels_off']} | "
-            f"{r['engine_mask_max_diff']} | {r['outside_skin_changed']} | {r['skin_iou']:.4f} | "
-            f"{r['skin_max_diff']} | {r['same_boxes']} | {r['end_to_end_max_diff']} |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -200,7 +200,8 @@ def _fmt(v: float | None, unit: str = "") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table of the rows."""
+    """Markdown table of the rows. Written out here rather than with `model.tables`: this script
+    also runs against a reference commit's `model` package, which may not have it."""
     head = (
         "| photo | size | threads | LRL mode | pixels | faces | decode s | faces+skin s | "
         "prepare s | LRL s | pyramid s | blend s | encode s | model s | floor s | model/floor | "

@@ -43,6 +43,11 @@ def working_size(size: Size, lrl_size: int) -> Size:
     return (max(1, round(h * scale)), max(1, round(w * scale)))
 
 
+def round_up(n: int, stride: int) -> int:
+    """The smallest multiple of `stride` that is at least `n`: an LRL canvas side."""
+    return -(-n // stride) * stride
+
+
 def pad_to_canvas(
     images: Sequence[torch.Tensor], stride: int, size: Size | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +56,7 @@ def pad_to_canvas(
     valid-pixel mask."""
     height = max(img.shape[-2] for img in images)
     width = max(img.shape[-1] for img in images)
-    height, width = -(-height // stride) * stride, -(-width // stride) * stride
+    height, width = round_up(height, stride), round_up(width, stride)
     if size is not None:
         if size[0] < height or size[1] < width or size[0] % stride or size[1] % stride:
             raise ValueError(f"canvas {size} cannot hold {height}x{width} at stride {stride}")

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="CPU: compile the LRL first (10-50 s once, then about 1.5x faster per face)",
+        help="CPU: compile the LRL first (7-48 s once, then about 1.5x faster per face)",
     )
     parser.add_argument("--quality", type=_quality, default=None, help="JPEG/WebP quality")
     return parser

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import torch
 
+from model.abpn import round_up
 from model.bpl import Size
 from model.lrl import LocalRetouchingLayer, LRLOutput
 
 
 class CompiledLRL:
-    """A frozen, compiled copy of an LRL for (1, 3, side, side) canvases."""
+    """A frozen, compiled copy of an LRL for the canvas of a full working-size crop: square,
+    the working size rounded up to the LRL's stride."""
 
-    def __init__(self, lrl: LocalRetouchingLayer, side: int) -> None:
-        if side % lrl.cfg.stride:
-            raise ValueError(f"canvas side {side} is not a multiple of {lrl.cfg.stride}")
+    def __init__(self, lrl: LocalRetouchingLayer) -> None:
+        side = round_up(lrl.cfg.lrl_size, lrl.cfg.stride)
         self.canvas: Size = (side, side)
         # Freezing folds the weights into the graph; the LRL's mask threshold is read at
         # compile time too (a guard recompiles if it ever changes).

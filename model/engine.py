@@ -141,8 +141,7 @@ class RetouchEngine:
         self.lrl_chunk = lrl_chunk or (1 << 30 if cuda else 1)
         self.compiled_lrl: CompiledLRL | None = None
         if compile_lrl:
-            side = -(-self.cfg.lrl_size // self.cfg.stride) * self.cfg.stride
-            self.compiled_lrl = CompiledLRL(self.model.lrl, side)
+            self.compiled_lrl = CompiledLRL(self.model.lrl)
         self._parser = face_parser
         self._parser_lock = threading.Lock()
 

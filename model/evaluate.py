@@ -29,6 +29,7 @@ from model.data.dataset import Sample, make_eval_set
 from model.engine import RetouchEngine
 from model.faces import FaceParse
 from model.quality import mask_counts, psnr_from_mse, squared_error, ssim
+from model.tables import markdown_table
 from model.weights import load_model
 
 MASK_CUTOFF = 0.5
@@ -118,17 +119,25 @@ def _cell(v: float | None, fmt: str) -> str:
 
 def table(rows: Sequence[MethodScores]) -> str:
     """Markdown table of the scores."""
-    lines = [
-        "| method | PSNR dB | SSIM | PSNR inside masks dB | PSNR outside masks dB "
-        "| mask F1 | mask IoU |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.method} | {r.psnr:.2f} | {r.ssim:.4f} | {r.psnr_inside:.2f} | "
-            f"{r.psnr_outside:.2f} | {_cell(r.mask_f1, '.3f')} | {_cell(r.mask_iou, '.3f')} |"
-        )
-    return "\n".join(lines)
+    header = (
+        "method", "PSNR dB", "SSIM", "PSNR inside masks dB", "PSNR outside masks dB", "mask F1",
+        "mask IoU",
+    )  # fmt: skip
+    return markdown_table(
+        header,
+        (
+            (
+                r.method,
+                f"{r.psnr:.2f}",
+                f"{r.ssim:.4f}",
+                f"{r.psnr_inside:.2f}",
+                f"{r.psnr_outside:.2f}",
+                _cell(r.mask_f1, ".3f"),
+                _cell(r.mask_iou, ".3f"),
+            )
+            for r in rows
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

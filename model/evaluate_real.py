@@ -33,6 +33,7 @@ from model.engine import RetouchEngine
 from model.evalpaint import paint_face
 from model.faces import FaceParse
 from model.quality import psnr_from_mse, squared_error
+from model.tables import markdown_table
 
 RESOLUTIONS = {"2K": 2048, "4K": 3840, "8K": 7680}
 CHANGED_LEVELS = 2
@@ -147,6 +148,28 @@ def _abpn(engine: RetouchEngine, whole_photo: bool) -> Callable[[np.ndarray], np
     return run
 
 
+class _Tally:
+    """The pooled errors of every method for one painter at one resolution."""
+
+    def __init__(self, methods: tuple[str, ...]) -> None:
+        self.inside = {m: _Pool() for m in methods}
+        self.outside = {m: _Pool() for m in methods}
+        self.in_regions = {m: _Pool() for m in methods}
+        self.defects = 0
+
+    def row(self, painter: str, resolution: str, photos: int) -> PaintedRow:
+        """The tally as a table row."""
+        return PaintedRow(
+            painter=painter,
+            resolution=resolution,
+            photos=photos,
+            defect_pixels=self.defects,
+            inside={m: p.psnr for m, p in self.inside.items()},
+            outside={m: p.psnr for m, p in self.outside.items()},
+            outside_regions={m: p.psnr for m, p in self.in_regions.items()},
+        )
+
+
 def evaluate_painted(
     engine: RetouchEngine,
     names: tuple[str, ...],
@@ -160,39 +183,26 @@ def evaluate_painted(
         "classic filter": classic_retouch,
         "ABPN": lambda image: abpn(image).image,
     }
-    rows = []
-    for painter_name, painter in PAINTERS.items():
-        for res_name, side in resolutions.items():
-            inside = {m: _Pool() for m in methods}
-            outside = {m: _Pool() for m in methods}
-            in_regions = {m: _Pool() for m in methods}
-            defects = 0
-            for name in names:
-                clean = resize_long_side(load(name), side)
-                parse = engine.parse(clean)
+    tallies = {(p, r): _Tally(tuple(methods)) for p in PAINTERS for r in resolutions}
+    for res_name, side in resolutions.items():
+        for name in names:
+            # Resized and parsed once for both painters (an 8K resize and parse take seconds).
+            clean = resize_long_side(load(name), side)
+            parse = engine.parse(clean)
+            regions = np.zeros(clean.shape[:2], bool)
+            for r in parse.regions:
+                regions[r.box.y0 : r.box.y1, r.box.x0 : r.box.x1] = True
+            for painter_name, painter in PAINTERS.items():
                 rng = np.random.default_rng(_seed(name, res_name, painter_name))
                 painted, mask = painter(clean, parse, rng)
-                regions = np.zeros(clean.shape[:2], bool)
-                for r in parse.regions:
-                    regions[r.box.y0 : r.box.y1, r.box.x0 : r.box.x1] = True
-                defects += int(mask.sum())
+                tally = tallies[painter_name, res_name]
+                tally.defects += int(mask.sum())
                 for m, run in methods.items():
                     se = squared_error(run(painted), clean)
-                    inside[m].add(se, mask)
-                    outside[m].add(se, ~mask)
-                    in_regions[m].add(se, regions & ~mask)
-            rows.append(
-                PaintedRow(
-                    painter=painter_name,
-                    resolution=res_name,
-                    photos=len(names),
-                    defect_pixels=defects,
-                    inside={m: p.psnr for m, p in inside.items()},
-                    outside={m: p.psnr for m, p in outside.items()},
-                    outside_regions={m: p.psnr for m, p in in_regions.items()},
-                )
-            )
-    return rows
+                    tally.inside[m].add(se, mask)
+                    tally.outside[m].add(se, ~mask)
+                    tally.in_regions[m].add(se, regions & ~mask)
+    return [t.row(p, r, len(names)) for (p, r), t in tallies.items()]
 
 
 def protected_mask(skin: np.ndarray) -> np.ndarray:
@@ -236,36 +246,47 @@ def evaluate_clean(
 
 def painted_table(rows: list[PaintedRow]) -> str:
     """Markdown table of the painted-photo rows."""
-    lines = [
-        "| painter | res | defect px | PSNR inside: identity / classic / ABPN | ABPN gain "
-        "| PSNR outside (photo): classic / ABPN | outside (face regions): classic / ABPN |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        i, o, g = r.inside, r.outside, r.outside_regions
-        lines.append(
-            f"| {r.painter} | {r.resolution} | {r.defect_pixels} "
-            f"| {i['identity']:.2f} / {i['classic filter']:.2f} / {i['ABPN']:.2f} "
-            f"| {i['ABPN'] - i['identity']:+.2f} dB "
-            f"| {o['classic filter']:.2f} / {o['ABPN']:.2f} "
-            f"| {g['classic filter']:.2f} / {g['ABPN']:.2f} |"
-        )
-    return "\n".join(lines)
+    header = (
+        "painter", "res", "defect px", "PSNR inside: identity / classic / ABPN", "ABPN gain",
+        "PSNR outside (photo): classic / ABPN", "outside (face regions): classic / ABPN",
+    )  # fmt: skip
+    return markdown_table(
+        header,
+        (
+            (
+                r.painter,
+                r.resolution,
+                r.defect_pixels,
+                " / ".join(f"{r.inside[m]:.2f}" for m in ("identity", "classic filter", "ABPN")),
+                f"{r.inside['ABPN'] - r.inside['identity']:+.2f} dB",
+                f"{r.outside['classic filter']:.2f} / {r.outside['ABPN']:.2f}",
+                f"{r.outside_regions['classic filter']:.2f} / {r.outside_regions['ABPN']:.2f}",
+            )
+            for r in rows
+        ),
+    )
 
 
 def clean_table(rows: list[CleanRow]) -> str:
     """Markdown table of the clean-photo rows."""
-    lines = [
-        "| photo | res | faces | protected px changed > 2 levels | changed outside skin "
-        "| masked share |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.photo} | {r.resolution} | {r.faces} | {100 * r.protected_changed:.3f}% "
-            f"| {r.changed_outside_skin} | {100 * r.masked_share:.2f}% |"
-        )
-    return "\n".join(lines)
+    header = (
+        "photo", "res", "faces", "protected px changed > 2 levels", "changed outside skin",
+        "masked share",
+    )  # fmt: skip
+    return markdown_table(
+        header,
+        (
+            (
+                r.photo,
+                r.resolution,
+                r.faces,
+                f"{100 * r.protected_changed:.3f}%",
+                r.changed_outside_skin,
+                f"{100 * r.masked_share:.2f}%",
+            )
+            for r in rows
+        ),
+    )
 
 
 def run(engine: RetouchEngine, quick: bool = False, whole_photo: bool = False) -> dict:

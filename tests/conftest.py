@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-# The service compiles its CPU LRL by default, which adds 12-60 s to every start; the suite
+# The service compiles its CPU LRL by default, which adds 12-61 s to every start; the suite
 # starts it dozens of times, so it runs eager unless a test asks for the compiled path
 # (tests/e2e/test_e2e_compiled.py, tests/model/test_compiled_lrl.py).
 os.environ.setdefault("ABPN_COMPILE_LRL", "false")

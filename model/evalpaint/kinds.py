@@ -71,6 +71,17 @@ def _shift(shape: tuple[int, ...], **fields: np.ndarray | float) -> Shift:
     return Shift(*(a.astype(np.float32) for a in arrays))
 
 
+def _tinted(profile: np.ndarray, darken: float, red: float, yellow: float, grey: float) -> Shift:
+    """A flat colour change of one hue, darkened, scaled everywhere by `profile`."""
+    return _shift(
+        profile.shape,
+        gain=-darken * profile,
+        red=red * profile,
+        yellow=yellow * profile,
+        grey=grey * profile,
+    )
+
+
 def _highlight(
     x: np.ndarray, y: np.ndarray, outline: Outline, light: Light, body: np.ndarray
 ) -> np.ndarray:
@@ -187,13 +198,7 @@ def blackhead(rng: np.random.Generator, radius: float, t: float, light: Light) -
     def render(x: np.ndarray, y: np.ndarray, mean: np.ndarray) -> Shift:
         d = outline.distance(x, y)
         profile = plateau(d, outline.edge) * (0.65 + 0.35 * np.exp(-2.0 * d * d))
-        return _shift(
-            d.shape,
-            gain=-darken * profile,
-            red=red * profile,
-            yellow=yellow * profile,
-            grey=grey * profile,
-        )
+        return _tinted(profile, darken, red, yellow, grey)
 
     return Blemish("blackhead", outline.extent, render)
 
@@ -214,13 +219,7 @@ def _flat_mark(
         d = outline.distance(x, y)
         profile = plateau(d, outline.edge)
         profile = profile * np.clip(1.0 + mottle * blotches(grid, x, y, outline.extent), 0.0, 1.5)
-        return _shift(
-            d.shape,
-            gain=-darken * profile,
-            red=red * profile,
-            yellow=yellow * profile,
-            grey=grey * profile,
-        )
+        return _tinted(profile, darken, red, yellow, grey)
 
     return Blemish(kind, outline.extent, render)
 
