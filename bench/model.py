@@ -3,13 +3,15 @@ the JPEG codec floor of the same photo, peak memory, and the engine's throughput
 
     python -m bench.model [--photos portrait smiling group12 acne ...] [--sizes 2K 4K 8K]
                           [--repeat 3] [--threads 2 1] [--lrl eager compiled]
+                          [--malloc glibc tuned]
                           [--weights PATH]
 
 Photos: the real photos of ``model.data.real_photos`` (several faces, busy backgrounds) with
 their long side resized to the size (bicubic, as ``model.evaluate_real``), and "portrait", the
 earlier benchmark's astronaut with painted blemishes cropped to 16:9. Each photo, size, thread
 count and LRL mode (eager, or compiled as the service runs it on CPUs: ``model.compiled_lrl``,
-compiled during the untimed warm-up, whose seconds are reported) runs in its own subprocess, so
+compiled during the untimed warm-up, whose seconds are reported) and malloc mode (glibc's
+defaults, or tuned as the service and CLI run: ``model.allocator``) runs in its own subprocess, so
 its peak resident memory is its own: the peak over the model runs (the photo, the weights and
 the engine's working set), not over the benchmark's own loading and resizing of the source
 photo. Per stage: JPEG decode, faces and skin, prepare (resizing), LRL, pyramid, blend, JPEG
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import platform
 import resource
@@ -44,6 +47,7 @@ THROUGHPUT_PHOTOS = ("smiling", "lena", "goatee", "obama", "obama2", "hopper", "
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("faces", "prepare", "lrl", "pyramid", "blend")
 LRL_MODES = ("eager", "compiled")
+MALLOC_MODES = ("glibc", "tuned")
 
 
 def portrait(size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -108,14 +112,24 @@ def _engine(weights: str | None, lrl: str):
     return RetouchEngine(model, compile_lrl=True) if lrl == "compiled" else RetouchEngine(model)
 
 
+def _set_malloc(mode: str) -> None:
+    """The process's malloc: glibc's defaults, or tuned as the service runs it."""
+    if mode == "tuned":
+        from model.allocator import tune_malloc
+
+        if not tune_malloc():
+            raise SystemExit("malloc tuning needs glibc")
+
+
 def measure(
-    name: str, label: str, repeat: int, weights: str | None, threads: int, lrl: str
+    name: str, label: str, repeat: int, weights: str | None, threads: int, lrl: str, malloc: str
 ) -> dict:
     """All figures for one photo and size, in this process (run it in a fresh one for its peak
     memory)."""
     import simplejpeg
     import torch
 
+    _set_malloc(malloc)
     torch.set_grad_enabled(False)
     torch.set_num_threads(threads)
     image = load_photo(name, label)
@@ -123,7 +137,7 @@ def measure(
     engine = _engine(weights, lrl)
     started = time.perf_counter()
     engine.warmup()
-    row: dict = {"photo": name, "size": label, "threads": threads, "lrl": lrl}
+    row: dict = {"photo": name, "size": label, "threads": threads, "lrl": lrl, "malloc": malloc}
     row["warmup_s"] = time.perf_counter() - started
     row.update(height=image.shape[0], width=image.shape[1])
     row["decode_s"] = _best(lambda: simplejpeg.decode_jpeg(jpeg), repeat)
@@ -166,12 +180,13 @@ def _peak_rss_mb() -> float:
 
 
 def throughput(
-    weights: str | None, threads: int, lrl: str, batch: int = 8, batches: int = 4
+    weights: str | None, threads: int, lrl: str, malloc: str, batch: int = 8, batches: int = 4
 ) -> dict:
     """Images per second of retouch_batch on real 512x384 portraits, batches of `batch`, on a
     worker thread (as the service and bench/load.py's engine ceiling run it)."""
     import torch
 
+    _set_malloc(malloc)
     torch.set_grad_enabled(False)
     torch.set_num_threads(threads)
     engine = _engine(weights, lrl)
@@ -188,7 +203,8 @@ def throughput(
         seconds = time.perf_counter() - started
         images = batch * batches
         rate = round(images / seconds, 3)
-        return {"threads": threads, "lrl": lrl, "batch_size": batch, "images": images,
+        return {"threads": threads, "lrl": lrl, "malloc": malloc, "batch_size": batch,
+                "images": images,
                 "faces": faces, "seconds": round(seconds, 3), "images_per_s": rate}  # fmt: skip
 
     with ThreadPoolExecutor(1) as thread:
@@ -203,15 +219,16 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the rows. Written out here rather than with `model.tables`: this script
     also runs against a reference commit's `model` package, which may not have it."""
     head = (
-        "| photo | size | threads | LRL mode | pixels | faces | decode s | faces+skin s | "
+        "| photo | size | threads | LRL mode | malloc | pixels | faces | decode s | faces+skin s | "
         "prepare s | LRL s | pyramid s | blend s | encode s | model s | floor s | model/floor | "
         "peak RSS MB | warm-up s |"
     )
-    lines = [head, "|" + "---|" * 18]
+    lines = [head, "|" + "---|" * 19]
     for r in rows:
         stages = " | ".join(_fmt(r[f"{s}_s"], "s") for s in STAGES)
         lines.append(
             f"| {r['photo']} | {r['size']} | {r['threads']} | {r.get('lrl', 'eager')} | "
+            f"{r.get('malloc', 'glibc')} | "
             f"{r['width']}x{r['height']} | "
             f"{r['faces']} | {_fmt(r['decode_s'], 's')} | {stages} | {_fmt(r['encode_s'], 's')} | "
             f"{_fmt(r['model_s'], 's')} | {_fmt(r['floor_s'], 's')} | "
@@ -237,39 +254,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lrl", nargs="+", default=list(LRL_MODES), choices=list(LRL_MODES), help="LRL modes"
     )
+    parser.add_argument(
+        "--malloc",
+        nargs="+",
+        default=["tuned"],
+        choices=list(MALLOC_MODES),
+        help="glibc's defaults, or tuned as the service runs (model.allocator)",
+    )
     parser.add_argument("--weights", default=None, help="checkpoint path or 'random'")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument(
-        "--one", nargs=4, metavar=("PHOTO", "SIZE", "THREADS", "LRL"), help=argparse.SUPPRESS
+        "--one",
+        nargs=5,
+        metavar=("PHOTO", "SIZE", "THREADS", "LRL", "MALLOC"),
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
-        "--throughput-one", nargs=2, metavar=("THREADS", "LRL"), help=argparse.SUPPRESS
+        "--throughput-one", nargs=3, metavar=("THREADS", "LRL", "MALLOC"), help=argparse.SUPPRESS
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "model.json")
     args = parser.parse_args(argv)
     common = ["--repeat", str(args.repeat)] + (["--weights", args.weights] if args.weights else [])
     if args.one:
-        name, label, threads, lrl = args.one
-        print(json.dumps(measure(name, label, args.repeat, args.weights, int(threads), lrl)))
+        name, label, threads, lrl, malloc = args.one
+        row = measure(name, label, args.repeat, args.weights, int(threads), lrl, malloc)
+        print(json.dumps(row))
         return
     if args.throughput_one is not None:
-        threads, lrl = args.throughput_one
-        print(json.dumps(throughput(args.weights, int(threads), lrl)))
+        threads, lrl, malloc = args.throughput_one
+        print(json.dumps(throughput(args.weights, int(threads), lrl, malloc)))
         return
     rows, rates = [], []
     for label in args.sizes:
         for name in args.photos:
             for threads in args.threads:
-                for lrl in args.lrl:
-                    rows.append(_child(["--one", name, label, str(threads), lrl, *common]))
+                for lrl, malloc in itertools.product(args.lrl, args.malloc):
+                    rows.append(_child(["--one", name, label, str(threads), lrl, malloc, *common]))
                     r = rows[-1]
                     ratio = r["model_over_floor"]
-                    print(f"{name} {label} {threads} threads {lrl}: {r['model_s']:.3f} s, "
+                    print(f"{name} {label} {threads} threads {lrl} {malloc}: {r['model_s']:.3f} s, "
                           f"{ratio:.1f}x floor", file=sys.stderr, flush=True)  # fmt: skip
     if not args.no_throughput:
         for threads in args.threads:
-            for lrl in args.lrl:
-                rates.append(_child(["--throughput-one", str(threads), lrl, *common]))
+            for lrl, malloc in itertools.product(args.lrl, args.malloc):
+                rates.append(_child(["--throughput-one", str(threads), lrl, malloc, *common]))
     import torch
 
     meta = {
@@ -284,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(body, indent=2) + "\n")
     print(table(rows))
     for r in rates:
-        print(f"\nthroughput ({r['threads']} threads, {r['lrl']} LRL): "
+        print(f"\nthroughput ({r['threads']} threads, {r['lrl']} LRL, {r['malloc']} malloc): "
               f"{r['images_per_s']:.2f} images/s, 512x384, "
               f"batch {r['batch_size']}, {r['faces']} faces in {r['images']} images")  # fmt: skip
     print(f"\nbest of {args.repeat} runs; JSON: {args.out}")

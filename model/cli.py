@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model.allocator import tune_malloc
 from model.engine import MAX_STRENGTH, MAX_WHITENING, RetouchEngine
 from model.photo import PhotoError, encode_mask, read_file, write_file
 from model.weights import RANDOM, CheckpointError, load_model
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    tune_malloc()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         loaded = load_model(args.weights)

@@ -11,15 +11,19 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
+from model.allocator import tune_malloc
 from model.faces import FaceParse, FaceParser
 
 _parser: FaceParser | None = None
 """This process's parser, made by `start`."""
 
 
-def start() -> None:
-    """Process initializer: ignore the group's signals and load the parser."""
+def start(tune: bool = False) -> None:
+    """Process initializer: ignore the group's signals, tune malloc if asked
+    (`model.allocator`) and load the parser."""
     global _parser
+    if tune:
+        tune_malloc()
     # The service, not a signal sent to its whole process group, decides when a worker stops:
     # it keeps parsing while the service drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -38,11 +38,12 @@ class FacePool:
     """`workers` face-parsing processes, started by `start` (blocking: each loads its
     detector and landmark graph)."""
 
-    def __init__(self, workers: int, metrics: Metrics) -> None:
+    def __init__(self, workers: int, metrics: Metrics, tune_malloc: bool = False) -> None:
         if workers < 1:
             raise ValueError("a face pool needs at least one worker")
         self.workers = workers
         self._metrics = metrics
+        self._tune_malloc = tune_malloc
         self._pool: ProcessPoolExecutor | None = None
         # The pool itself queues without bound and hands work to its processes eagerly; this
         # semaphore keeps the waiting here, where it can be abandoned.
@@ -66,6 +67,7 @@ class FacePool:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=face_worker.start,
+            initargs=(self._tune_malloc,),
         )
 
     async def parse(

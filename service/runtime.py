@@ -11,6 +11,7 @@ import torch
 from fastapi import Depends, Request
 
 from model.abpn import ABPN
+from model.allocator import tune_malloc
 from model.engine import RetouchEngine
 from model.weights import WeightsInfo, load_model
 from service.batcher import Batcher
@@ -34,7 +35,7 @@ class Runtime:
         self.codecs = Codecs(settings.codec_threads, self.metrics)
         self.faces: FacePool | None = None
         if settings.face_workers:
-            self.faces = FacePool(settings.face_workers, self.metrics)
+            self.faces = FacePool(settings.face_workers, self.metrics, settings.tune_malloc)
         self.devices = settings.device_list()
         self.info: WeightsInfo | None = None
         self._batcher: Batcher | None = None
@@ -58,6 +59,7 @@ class Runtime:
         # beside the face workers made every model call several times slower here (OpenMP
         # threads waiting for a core at each barrier).
         torch.set_num_threads(self.settings.torch_thread_count())
+        malloc_tuned = self.settings.tune_malloc and tune_malloc()
         face_workers = asyncio.to_thread(self.faces.start) if self.faces else asyncio.sleep(0)
         loaded, _ = await asyncio.gather(
             asyncio.to_thread(load_model, self.settings.weights), face_workers
@@ -84,6 +86,7 @@ class Runtime:
                 "face_workers": self.settings.face_workers,
                 "torch_threads": torch.get_num_threads(),
                 "compiled_lrl": [e.compiled_lrl is not None for e in engines],
+                "malloc_tuned": malloc_tuned,
                 "weights": loaded.info.name,
                 "sha256": loaded.info.sha256,
             },

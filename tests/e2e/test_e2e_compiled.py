@@ -1,5 +1,5 @@
-"""The service as it runs by default on CPUs: the LRL compiled at start-up, the shipped
-weights, the same retouch as the eager engine, and nothing left behind on shutdown."""
+"""The service as it runs by default on CPUs: the LRL compiled at start-up, malloc tuned, the
+shipped weights, the same retouch as the eager engine, and nothing left behind on shutdown."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def test_compiled_service_retouches_as_the_eager_engine(tmp_path, cxx_compiler: 
             if '"replicas loaded"' in line
         ]
         assert loaded and loaded[0]["compiled_lrl"] == [True], server.log_text()
+        assert loaded[0]["malloc_tuned"] is True, server.log_text()
         children = psutil.Process(server.proc.pid).children(recursive=True)
         r = server.client.post(
             "/v1/retouch",
