@@ -3,8 +3,8 @@
 By default glibc serves each block over its (adaptive) mmap threshold with a fresh mapping and
 gives every freed block back to the kernel as soon as 128 KB are free at the top of the heap.
 The LRL's activations on a 384x384 face crop are 7-22 MB each, so every crop mapped and faulted
-in about 160 MB of new, zeroed pages: 40,000 page faults per crop, and on this project's 2-core
-CPU 30-60% of the LRL's time (docs/benchmarks.md). Keeping blocks of up to 32 MB in the heap
+in about 130 MB of new, zeroed pages (33,000-37,000 page faults), which on this project's 2-core
+CPU was a third of the LRL's time (docs/benchmarks.md). Keeping blocks of up to 32 MB in the heap
 and freed memory in the process lets each crop reuse the pages of the one before.
 
 Nothing here imports torch: the face workers, which never load it, call it too.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import platform
 import struct
 import zlib
 
@@ -316,6 +317,15 @@ async def test_log_lines_are_json_with_the_request_id(caplog) -> None:
     (record,) = [r for r in caplog.records if r.name == "abpn.access"]
     line = json.loads(JsonFormatter().format(record))
     assert line["request_id"] == "trace-me" and line["status"] == 400
+
+
+@pytest.mark.parametrize("tune", [False, True])
+async def test_replicas_loaded_line_says_whether_malloc_is_tuned(caplog, tune: bool) -> None:
+    with caplog.at_level("INFO", logger="abpn.runtime"):
+        async with running(tune_malloc=tune, face_workers=0):
+            pass
+    (record,) = [r for r in caplog.records if r.getMessage() == "replicas loaded"]
+    assert record.malloc_tuned is (tune and platform.libc_ver()[0] == "glibc")
 
 
 def test_settings_come_from_the_environment(monkeypatch) -> None:
