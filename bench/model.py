@@ -204,8 +204,8 @@ def throughput(
         images = batch * batches
         rate = round(images / seconds, 3)
         return {"threads": threads, "lrl": lrl, "malloc": malloc, "batch_size": batch,
-                "images": images,
-                "faces": faces, "seconds": round(seconds, 3), "images_per_s": rate}  # fmt: skip
+                "images": images, "faces": faces, "seconds": round(seconds, 3),
+                "images_per_s": rate}  # fmt: skip
 
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(run).result()
