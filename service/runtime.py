@@ -102,10 +102,10 @@ class Runtime:
             logger.exception("warm-up failed")
             self.lifecycle.mark_failed(f"warm-up failed: {exc}")
             return
-        # A full collection walks every object alive, about 280k once torch, the compiled LRL
-        # and the app are loaded; on 2 cores one took 90-320 ms with the event loop stopped, so
-        # /healthz and every request in flight waited. Frozen, they are left out of every
-        # later collection, which then walks only what requests create.
+        # A full collection walks every object alive, about 276,000 once torch, the compiled
+        # LRL and the app are loaded; under load on 2 cores one took 145-170 ms with the event
+        # loop stopped, so /healthz and every request in flight waited. Frozen, they are left
+        # out of every later collection, which then walks only what requests create.
         gc.collect()
         gc.freeze()
         logger.info("start-up heap frozen", extra={"objects": gc.get_freeze_count()})

@@ -2,7 +2,7 @@
 input closes; print one line per probe: the status and the seconds it took.
 
 Its own process, so what it measures is the server: in the test's process the 64 clients and
-pytest's own garbage collections (up to 69 ms here) would stall the probe as well."""
+pytest's own garbage collections (up to 78 ms here) would stall the probe as well."""
 
 from __future__ import annotations
 
