@@ -130,6 +130,7 @@ def test_soak(tmp_path) -> None:
         code = server.stop()
     statuses = Counter(int(line.split()[0]) for line in probes.splitlines())
     health = sorted(float(line.split()[1]) for line in probes.splitlines())
+    assert health, f"the prober exited with {prober.returncode} before its first probe"
     p50 = statistics.median(health)
     p99 = health[min(len(health) - 1, int(len(health) * 0.99))]
     print(
