@@ -52,7 +52,7 @@ def lrl_input(lrl_size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """A real face crop at the LRL's working size on its padded canvas, with its valid mask."""
     from PIL import Image
 
-    from model.abpn import round_up, working_size
+    from model.net.abpn import round_up, working_size
 
     photo = Image.open(PHOTO).convert("RGB")
     # As the engine sees a face of a large photo: long side at the working size.
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                 row["mask_max_diff"] = round(float(np.abs(data["mask"] - reference[1]).max()), 4)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    from model.tables import markdown_table
+    from evaluation.tables import markdown_table
 
     header = ("backend", "ms", "vs torch float32", "result max diff (1/255)", "mask max diff")
     cells = (

@@ -43,7 +43,7 @@ def load_case(case: str, photo_dir: Path) -> np.ndarray:
     """The photo of a "name:size" case, its long side resized to that size."""
     from PIL import Image
 
-    from model.evaluate_real import resize_long_side
+    from model.photo import resize_long_side
 
     name, size = case.split(":")
     image = np.asarray(Image.open(photo_dir / f"{name}.png").convert("RGB"))
@@ -76,8 +76,24 @@ def _load_parse(data, prefix: str = ""):
     return FaceParse(faces, tuple(regions))
 
 
-def capture(cases: list[str], photo_dir: Path, out_dir: Path, weights: str | None) -> None:
-    """Parse and retouch every case with the importable `model` package; one .npz per case."""
+def save_inputs(cases: list[str], photo_dir: Path) -> Path:
+    """Each case's photo, resized by this checkout, as ``.npy`` in a folder of the cache.
+
+    The reference runs on these very pixels, so it needs none of this checkout's helpers (a
+    commit before a helper moved would not have it where this file imports it from).
+    """
+    folder = CACHE / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        np.save(folder / f"{case.replace(':', '_')}.npy", load_case(case, photo_dir))
+    return folder
+
+
+def capture(cases: list[str], input_dir: Path, out_dir: Path, weights: str | None) -> None:
+    """Parse and retouch every case with the importable `model` package; one .npz per case.
+
+    `input_dir` holds the cases' pixels as written by `save_inputs`.
+    """
     import torch
 
     from model.engine import RetouchEngine
@@ -87,7 +103,7 @@ def capture(cases: list[str], photo_dir: Path, out_dir: Path, weights: str | Non
     engine = RetouchEngine(load_model(weights).model)
     out_dir.mkdir(parents=True, exist_ok=True)
     for case in cases:
-        image = load_case(case, photo_dir)
+        image = np.load(input_dir / f"{case.replace(':', '_')}.npy")
         parse = engine.parse(image)
         (result,) = engine.retouch_batch([image], 1.0, True, parses=[parse])
         data = {"image": result.image, "mask": result.mask}
@@ -114,7 +130,8 @@ def _reference(commit: str, cases: list[str], photo_dir: Path, weights: str) -> 
     if missing:
         # With -c the working folder comes first on sys.path: the reference's `model` shadows
         # this checkout's (which only the editable install's finder provides).
-        args = ["--capture", str(out), "--photos", str(photo_dir), "--weights", weights]
+        inputs = save_inputs(missing, photo_dir)
+        args = ["--capture", str(out), "--photos", str(inputs), "--weights", weights]
         run = f"import runpy, sys; sys.argv = {[__file__, *args, '--cases', *missing]!r}; "
         run += f"runpy.run_path({__file__!r}, run_name='__main__')"
         subprocess.run([sys.executable, "-c", run], cwd=tree, check=True)
@@ -159,7 +176,7 @@ def compare(case: str, ref_dir: Path, photo_dir: Path, engine) -> dict:
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the comparison rows."""
-    from model.tables import markdown_table
+    from evaluation.tables import markdown_table
 
     header = (
         "case", "regions", "engine max diff", "pixels off", "mask max diff",

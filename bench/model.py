@@ -6,8 +6,8 @@ the JPEG codec floor of the same photo, peak memory, and the engine's throughput
                           [--malloc glibc tuned]
                           [--weights PATH]
 
-Photos: the real photos of ``model.data.real_photos`` (several faces, busy backgrounds) with
-their long side resized to the size (bicubic, as ``model.evaluate_real``), and "portrait", the
+Photos: the real photos of ``training.data.real_photos`` (several faces, busy backgrounds) with
+their long side resized to the size (bicubic, as ``evaluation.evaluate_real``), and "portrait", the
 earlier benchmark's astronaut with painted blemishes cropped to 16:9. Each photo, size, thread
 count and LRL mode (eager, or compiled as the service runs it on CPUs: ``model.compiled_lrl``,
 compiled during the untimed warm-up, whose seconds are reported) and malloc mode (glibc's
@@ -55,8 +55,8 @@ def portrait(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     blemishes, upscaled to `size`: no high-resolution portrait ships offline."""
     from PIL import Image
 
-    from model.data.blemishes import paint_blemishes, quantise
-    from model.data.sources import load_portraits
+    from training.data.blemishes import paint_blemishes, quantise
+    from training.data.sources import load_portraits
 
     astronaut = next(p for p in load_portraits() if p.name == "astronaut")
     rows = round(astronaut.image.shape[1] * size[0] / size[1])
@@ -71,8 +71,8 @@ def load_photo(name: str, size: str) -> np.ndarray:
     """A benchmark photo at one size: "portrait" or a real photo with its long side resized."""
     if name == "portrait":
         return portrait(PORTRAIT_SIZES[size])
-    from model.data.real_photos import load
-    from model.evaluate_real import resize_long_side
+    from model.photo import resize_long_side
+    from training.data.real_photos import load
 
     return resize_long_side(load(name), SIZES[size])
 
@@ -81,7 +81,7 @@ def crops_512x384() -> list[np.ndarray]:
     """Real portraits cut to 4:3 around their middle and resized to 512x384."""
     from PIL import Image
 
-    from model.data.real_photos import load
+    from training.data.real_photos import load
 
     out = []
     for name in THROUGHPUT_PHOTOS:
@@ -216,8 +216,8 @@ def _fmt(v: float | None, unit: str = "") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table of the rows. Written out here rather than with `model.tables`: this script
-    also runs against a reference commit's `model` package, which may not have it."""
+    """Markdown table of the rows. Written out here rather than with `evaluation.tables`: this
+    script also runs against a reference commit's `model` package, which may not have it."""
     head = (
         "| photo | size | threads | LRL mode | malloc | pixels | faces | decode s | faces+skin s | "
         "prepare s | LRL s | pyramid s | blend s | encode s | model s | floor s | model/floor | "

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.baseline import classic_retouch
-from model.data.real_photos import load
+from evaluation.baseline import classic_retouch
+from evaluation.evalpaint import paint_face
 from model.engine import RetouchEngine
-from model.evalpaint import paint_face
-from model.evaluate_real import resize_long_side
+from model.photo import resize_long_side
 from model.weights import load_model
+from training.data.real_photos import load
 
 
 def labelled(row: list[tuple[str, np.ndarray]], gap: int = 6) -> Image.Image:

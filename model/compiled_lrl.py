@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from model.abpn import round_up
-from model.bpl import Size
-from model.lrl import LocalRetouchingLayer, LRLOutput
+from model.net.abpn import round_up
+from model.net.bpl import Size
+from model.net.lrl import LocalRetouchingLayer, LRLOutput
 
 
 class CompiledLRL:

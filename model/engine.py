@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.abpn import ABPN, working_size
-from model.blend import whiten
-from model.bpl import Region, Size, pyramid_sizes, tiles
 from model.compiled_lrl import CompiledLRL
 from model.cpu import native_bf16
 from model.faces import FaceParse, FaceParser, FaceRegion
-from model.lrl import LRLOutput
+from model.net.abpn import ABPN, working_size
+from model.net.blend import whiten
+from model.net.bpl import Region, Size, pyramid_sizes, tiles
+from model.net.lrl import LRLOutput
 
 logger = logging.getLogger("abpn.engine")
 

@@ -407,3 +407,12 @@ def write_file(
     the photo's source format."""
     fmt = fmt or format_for_path(path) or photo.format
     Path(path).write_bytes(encode(photo, fmt, quality))
+
+
+def resize_long_side(image: np.ndarray, side: int) -> np.ndarray:
+    """`image` with its long side `side`: bicubic when enlarging, area average when shrinking."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    method = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(image).resize(size, method))

@@ -11,8 +11,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.abpn import ABPN
-from model.config import ABPNConfig
+from model.net.abpn import ABPN
+from model.net.config import ABPNConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "abpn-default.safetensors"
@@ -136,7 +136,7 @@ def load_model(spec: str | Path | None = None) -> LoadedModel:
         if not DEFAULT_WEIGHTS.is_file():
             raise CheckpointError(
                 f"the shipped weights are missing ({DEFAULT_WEIGHTS}); train them with "
-                "`python -m model.train` or pass a weights path"
+                "`python -m training.train` or pass a weights path"
             )
         return load_checkpoint(DEFAULT_WEIGHTS)
     if str(spec) == RANDOM:

@@ -23,7 +23,7 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
-from service import logging as service_logging
+from service import log_format
 from service.app import create_app
 from service.auth import ApiKeyError
 from service.config import Settings
@@ -83,7 +83,7 @@ def main() -> None:
         settings = Settings()
     except ValidationError as exc:
         sys.exit(f"invalid ABPN_* settings:\n{exc}")
-    service_logging.configure(settings.log_level)
+    log_format.configure(settings.log_level)
     try:
         app = create_app(settings)
     except ApiKeyError as exc:
@@ -92,7 +92,7 @@ def main() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        log_config=None,  # service.logging already sends everything out as JSON
+        log_config=None,  # service.log_format already sends everything out as JSON
         access_log=False,  # the middleware writes one access line per request, with its id
         lifespan="on",
         http=protocol_class(settings.read_timeout_s),

@@ -109,7 +109,7 @@ class WorkItem:
     slot: Slot
     whitening: float = 0.0
     parse: FaceParse | None = None
-    """The image's faces and skin when found ahead (service.faces); else the engine finds them."""
+    """The faces and skin when found ahead (service.face_pool); else the engine finds them."""
     enqueued_at: float = field(default_factory=time.monotonic)
     state: State = State.QUEUED
     queue_seconds: float = 0.0

@@ -1,4 +1,4 @@
-"""What runs inside a face worker process (service.faces): kept apart so that a worker
+"""What runs inside a face worker process (service.face_pool): kept apart so that a worker
 imports only the face parser, not torch or the web stack."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ServiceError, error_response
-from service.logging import request_id
+from service.log_format import request_id
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.access")

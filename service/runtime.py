@@ -11,14 +11,14 @@ from typing import Annotated
 import torch
 from fastapi import Depends, Request
 
-from model.abpn import ABPN
 from model.allocator import tune_malloc
 from model.engine import RetouchEngine
+from model.net.abpn import ABPN
 from model.weights import WeightsInfo, load_model
 from service.batcher import Batcher
 from service.codecs import Codecs
 from service.config import Settings
-from service.faces import FacePool
+from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 

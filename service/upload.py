@@ -1,6 +1,6 @@
 """Reading the uploaded image: a raw image body or a multipart form field `image`, under the
 body limit (checked against Content-Length before reading, and counted while reading for
-chunked uploads) and the upload deadline (service.upload_clock), plus watching for the client
+chunked uploads) and the upload deadline (`UploadClock`), plus watching for the client
 to go away."""
 
 from __future__ import annotations
@@ -18,12 +18,36 @@ from starlette.types import Message, Receive
 
 from model.photo import format_for_media_type
 from service.errors import ServiceError, unavailable
-from service.upload_clock import UploadClock
 
 _MULTIPART = "multipart/form-data"
 # Part types that say nothing about the data: the bytes are sniffed instead.
 _GENERIC_TYPES = {"", "application/octet-stream"}
 _FORM_FIELDS_MAX = 16
+
+
+@dataclass(frozen=True)
+class UploadClock:
+    """The deadline rule of one upload, from `started` (time.monotonic(), the arrival).
+
+    A body gets `grace_s` seconds, then must keep arriving at `min_rate` bytes per second on
+    average. A client that stalls, trickles bytes or declares more than it sends is cut at
+    `grace_s` plus what it did send over the rate, so it holds its queue place for bounded time;
+    an honest slow upload of N bytes gets `grace_s + N / min_rate` seconds.
+    """
+
+    started: float
+    grace_s: float
+    min_rate: int
+    """Bytes per second."""
+
+    def due(self, received: int) -> float:
+        """time.monotonic() by which more than `received` bytes must have arrived (or the body
+        ended)."""
+        return self.started + self.grace_s + received / self.min_rate
+
+    def elapsed(self) -> float:
+        """Seconds since the upload started."""
+        return time.monotonic() - self.started
 
 
 class BodyKind(enum.Enum):

@@ -13,8 +13,7 @@ from model.photo import MEDIA_TYPES, check_encodable
 from service import errors
 from service.batcher import ClientGone, DeadlineExceeded
 from service.runtime import RuntimeDep
-from service.upload import check_headers, read_upload, watch_disconnect
-from service.upload_clock import UploadClock
+from service.upload import UploadClock, check_headers, read_upload, watch_disconnect
 
 router = APIRouter(tags=["retouch"])
 

@@ -15,8 +15,8 @@ _CHILD = """
 import json, resource, sys
 import torch
 from model.allocator import tune_malloc
-from model.config import ABPNConfig
-from model.lrl import LocalRetouchingLayer
+from model.net.config import ABPNConfig
+from model.net.lrl import LocalRetouchingLayer
 tuned = tune_malloc() if sys.argv[1] == "tuned" else False
 torch.set_num_threads(1)
 lrl = LocalRetouchingLayer(ABPNConfig(lrl_size=384)).eval()

@@ -2,7 +2,7 @@
 
 import torch
 
-from model.blend import BlendParams
+from model.net.blend import BlendParams
 
 
 def test_abm_inverts_rabm_on_random_tensors() -> None:
@@ -38,7 +38,7 @@ def test_scaling_the_offset_moves_the_result_linearly() -> None:
 
 
 def test_blend_scalars_are_shared_parameters() -> None:
-    from model.abpn import ABPN
+    from model.net.abpn import ABPN
 
     names = [n for n, _ in ABPN().named_parameters() if "raw_alpha" in n or "raw_beta" in n]
     assert names == ["blend.raw_alpha", "blend.raw_beta"]

@@ -11,9 +11,9 @@ import torch
 from images import grace_hopper
 from PIL import Image
 
-from model.abpn import pad_to_canvas
 from model.compiled_lrl import CompiledLRL
 from model.engine import RetouchEngine
+from model.net.abpn import pad_to_canvas
 from model.weights import load_model
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.abpn import ABPN
-from model.config import ABPNConfig
 from model.engine import RetouchEngine, RetouchResult, validate_image
 from model.faces import FaceParse
+from model.net.abpn import ABPN
+from model.net.config import ABPNConfig
 
 
 def _model(**overrides) -> ABPN:

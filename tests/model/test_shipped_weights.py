@@ -3,12 +3,12 @@
 import numpy as np
 from images import grace_hopper
 
-from model.data.blemishes import paint_blemishes, quantise
-from model.data.dataset import make_eval_set
+from evaluation.quality import squared_error
 from model.engine import RetouchEngine
 from model.faces import FaceParse
-from model.quality import squared_error
 from model.weights import DEFAULT_WEIGHTS, file_sha256, load_model, sidecar_paths
+from training.data.blemishes import paint_blemishes, quantise
+from training.data.dataset import make_eval_set
 
 
 def test_default_weights_load_and_match_their_recorded_hash() -> None:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.abpn import ABPN
-from model.config import ABPNConfig
 from model.engine import RetouchEngine
+from model.net.abpn import ABPN
+from model.net.config import ABPNConfig
 from model.weights import CheckpointError, load_checkpoint, load_model, save_checkpoint
 
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageCms
 from model.weights import DEFAULT_WEIGHTS
 from service.app import create_app
 from service.config import Settings
-from service.logging import JsonFormatter
+from service.log_format import JsonFormatter
 
 pytestmark = pytest.mark.anyio
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from images import grace_hopper
 
-from model.data.face_crops import FaceCrop
-from model.data.face_samples import face_sample
-from model.data.real_photos import PHOTOS, photos
 from model.faces import FaceParser
+from training.data.face_crops import FaceCrop
+from training.data.face_samples import face_sample
+from training.data.real_photos import PHOTOS, photos
 
 
 @pytest.fixture(scope="module")

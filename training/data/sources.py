@@ -16,7 +16,7 @@ Procedural textures
     :func:`skin_texture` synthesises an all-skin patch: a tone from light to dark, low-frequency
     tone and redness variation, broad shading, pores, micro relief and sensor noise. Every call
     with a fresh generator gives a new texture, so training and evaluation textures are kept apart
-    simply by drawing them from independent seed streams (see ``model.data.dataset``).
+    simply by drawing them from independent seed streams (see ``training.data.dataset``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from scipy import ndimage
 
 Split = Literal["train", "eval"]
 
-#: Defect scale 1.0 means a face about this many pixels wide (see ``model.data.blemishes``).
+#: Defect scale 1.0 means a face about this many pixels wide (see ``training.data.blemishes``).
 FACE_WIDTH_AT_SCALE_1 = 250.0
 
 #: Skin tones in sRGB [0, 1], ordered light to dark. Hand-picked to span very fair to deep

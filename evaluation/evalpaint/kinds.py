@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.evalpaint.shapes import Outline, blotches, dome, draw_outline, plateau, relief
+from evaluation.evalpaint.shapes import Outline, blotches, dome, draw_outline, plateau, relief
 
 Light = tuple[float, float]
 

@@ -1,6 +1,6 @@
 """Real photographs with faces, taken from registry packages (nothing else can be downloaded).
 
-    python -m model.data.real_photos [--dir data/photos]
+    python -m training.data.real_photos [--dir data/photos]
 
 fetches the two packages that hold them (Debian's ``opencv-doc``, the ``face-recognition``
 sdist from PyPI) and extracts the photos listed in :data:`PHOTOS`; matplotlib's and
@@ -122,7 +122,7 @@ def load(name: str, directory: Path = DEFAULT_DIR) -> np.ndarray:
     """An extracted photo as (H, W, 3) uint8 RGB; run :func:`fetch` first."""
     path = directory / f"{name}.png"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `python -m model.data.real_photos`")
+        raise FileNotFoundError(f"{path} is missing: run `python -m training.data.real_photos`")
     return np.asarray(Image.open(path).convert("RGB"))
 
 

@@ -1,8 +1,13 @@
-"""The evaluation painter and training stay apart, checked by parsing imports (nothing imported).
+"""The layout's arrows point one way, checked by parsing imports (nothing is imported).
 
-Training must never see the evaluation painter (`model.evalpaint`), or the evaluation would
-measure how well the model learnt the very painter it is scored with; and the evaluation painter
-must not share code with the training painter (`model.data`), or it would not be independent.
+- `model` (the network and the inference runtime) knows nothing of the service, training or
+  evaluation; `service` reaches `model` and nothing of training or evaluation, so the image
+  copies only those two packages.
+- Training never reaches evaluation: above all not the evaluation painter
+  (`evaluation.evalpaint`), or the evaluation would measure how well the model learnt the very
+  painter it is scored with.
+- The evaluation painter shares no code with the training painter (`training.data`), or it
+  would not be independent.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PACKAGE = "model"
-EVAL_PAINTER = "model.evalpaint"
-TRAINING_DATA = "model.data"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("model", "service", "training", "evaluation", "bench")
+EVAL_PAINTER = "evaluation.evalpaint"
+TRAINING_DATA = "training.data"
 
 
 def module_file(root: Path, name: str) -> Path | None:
@@ -88,7 +93,7 @@ def imports_of(root: Path, name: str, path: Path) -> list[tuple[str, str]]:
 
 
 def import_graph(root: Path, start: str) -> dict[str, tuple[str, str] | None]:
-    """Every module of the package reachable from `start`, with the (importer, where) that
+    """Every module of the project's packages reachable from `start`, with the (importer, where) that
     first reached it (None for `start`). Modules that are not files under `root` (the standard
     library, third-party packages, forbidden names that do not exist yet) are recorded but not
     followed."""
@@ -101,7 +106,7 @@ def import_graph(root: Path, start: str) -> dict[str, tuple[str, str] | None]:
             continue
         edges = [(parent, "its parent package") for parent in _parents(name)]
         for module, where in edges + imports_of(root, name, path):
-            if not inside(PACKAGE)(module):
+            if not any(inside(package)(module) for package in PACKAGES):
                 continue
             for target in [*_parents(module), module]:
                 if target not in reached:
@@ -128,28 +133,51 @@ def _explain(chain: list[str]) -> str:
     return "forbidden import chain:\n  " + "\n  -> ".join(chain)
 
 
-def test_training_never_imports_the_eval_painter() -> None:
-    reached = import_graph(REPO, "model.train")
-    # Guard against a checker that silently parses nothing.
-    assert len(set(reached) - {"model", "model.train"}) > 0, reached
-    chain = forbidden_chain(REPO, "model.train", inside(EVAL_PAINTER))
-    assert chain is None, _explain(chain or [])
-
-
-def _eval_painter_modules() -> list[str]:
-    folder = REPO / "model" / "evalpaint"
+def modules_of(root: Path, package: str) -> list[str]:
+    """Every module of `package` (a folder under `root`), the package itself included."""
     names = []
-    for path in sorted(folder.rglob("*.py")):
-        parts = path.relative_to(REPO).with_suffix("").parts
+    for path in sorted((root / package).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
 
-def test_there_is_an_eval_painter_to_check() -> None:
-    assert {"model.evalpaint", "model.evalpaint.painter"} <= set(_eval_painter_modules())
+def outside(*packages: str) -> Callable[[str], bool]:
+    """Whether a module name lies inside one of `packages`."""
+    return lambda name: any(inside(package)(name) for package in packages)
 
 
-@pytest.mark.parametrize("module", _eval_painter_modules())
+def test_the_checker_sees_each_package() -> None:
+    """Guard against a checker that silently parses nothing."""
+    assert {"model.engine", "model.net.lrl"} <= set(modules_of(REPO, "model"))
+    assert {"service.app", "service.runtime"} <= set(modules_of(REPO, "service"))
+    assert {"evaluation.evalpaint", "evaluation.evalpaint.painter"} <= set(
+        modules_of(REPO, "evaluation")
+    )
+    reached = import_graph(REPO, "service.runtime")
+    assert {"model.engine", "model.net.abpn", "service.batcher"} <= set(reached), reached
+    assert {"training.data.dataset", "model.net.abpn"} <= set(import_graph(REPO, "training.train"))
+
+
+@pytest.mark.parametrize("module", modules_of(REPO, "service"))
+def test_the_service_reaches_no_training_or_evaluation(module: str) -> None:
+    chain = forbidden_chain(REPO, module, outside("training", "evaluation", "bench"))
+    assert chain is None, _explain(chain or [])
+
+
+@pytest.mark.parametrize("module", modules_of(REPO, "model"))
+def test_inference_knows_nothing_of_http_training_or_evaluation(module: str) -> None:
+    chain = forbidden_chain(REPO, module, outside("service", "training", "evaluation", "bench"))
+    assert chain is None, _explain(chain or [])
+
+
+@pytest.mark.parametrize("module", modules_of(REPO, "training"))
+def test_training_never_reaches_evaluation(module: str) -> None:
+    chain = forbidden_chain(REPO, module, outside("evaluation", "bench"))
+    assert chain is None, _explain(chain or [])
+
+
+@pytest.mark.parametrize("module", modules_of(REPO, "evaluation/evalpaint"))
 def test_eval_painter_shares_nothing_with_training_data(module: str) -> None:
     chain = forbidden_chain(REPO, module, inside(TRAINING_DATA))
     assert chain is None, _explain(chain or [])
@@ -165,56 +193,68 @@ def _write(root: Path, files: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "bad_import",
     [
-        "import model.evalpaint.painter",
-        "from model.evalpaint import painter",
-        "from model import evalpaint",
+        "import evaluation.evalpaint.painter",
+        "from evaluation.evalpaint import painter",
+        "from evaluation import evalpaint",
         "from .evalpaint.painter import paint_face",
         "from . import evalpaint",
-        "def later():\n    from model.evalpaint import paint_face\n",
-        "import importlib\nimportlib.import_module('model.evalpaint')",
+        "def later():\n    from evaluation.evalpaint import paint_face\n",
+        "import importlib\nimportlib.import_module('evaluation.evalpaint')",
     ],
 )
 def test_checker_names_the_chain_of_a_bad_import(tmp_path: Path, bad_import: str) -> None:
-    """The checker itself can fail: a fake package where training reaches the eval painter
+    """The checker itself can fail: a fake project where training reaches the eval painter
     through a helper module, spelt in each way Python allows."""
     _write(
         tmp_path,
         {
-            "model/__init__.py": "",
-            "model/train.py": "import numpy\nfrom model.helper import thing\n",
-            "model/helper.py": f"import os\n{bad_import}\nthing = 1\n",
-            "model/evalpaint/__init__.py": "",
-            "model/evalpaint/painter.py": "def paint_face():\n    pass\n",
+            "evaluation/__init__.py": "",
+            "training/train.py": "import numpy\nfrom evaluation.helper import thing\n",
+            "evaluation/helper.py": f"import os\n{bad_import}\nthing = 1\n",
+            "evaluation/evalpaint/__init__.py": "",
+            "evaluation/evalpaint/painter.py": "def paint_face():\n    pass\n",
         },
     )
-    chain = forbidden_chain(tmp_path, "model.train", inside(EVAL_PAINTER))
+    chain = forbidden_chain(tmp_path, "training.train", inside(EVAL_PAINTER))
     assert chain is not None
-    assert chain[0] == "model.train"
-    assert chain[1].startswith("model.helper (line 2")
+    assert chain[0] == "training.train"
+    assert chain[1].startswith("evaluation.helper (line 2")
     assert chain[-1].startswith(EVAL_PAINTER)
 
 
 def test_checker_follows_relative_imports_and_parent_packages(tmp_path: Path) -> None:
     """A training-data import hidden in a relative import two levels up, and an eval-painter
-    import hidden in a package's __init__, are both found."""
+    import hidden in a package's __init__, are both found; so is the service reaching
+    training through the `__init__` of a parent package."""
     _write(
         tmp_path,
         {
-            "model/__init__.py": "",
-            "model/train.py": "from model.data.dataset import Sampler\n",
-            "model/data/__init__.py": "from .. import evalpaint\n",
-            "model/data/dataset.py": "Sampler = 1\n",
-            "model/evalpaint/__init__.py": "from .painter import paint_face\n",
-            "model/evalpaint/painter.py": "from ..data import dataset\n",
+            "training/train.py": "from training.data.dataset import Sampler\n",
+            "training/data/__init__.py": "from evaluation import evalpaint\n",
+            "training/data/dataset.py": "Sampler = 1\n",
+            "evaluation/evalpaint/__init__.py": "from .painter import paint_face\n",
+            "evaluation/evalpaint/painter.py": "from ..scores import psnr\n",
+            "evaluation/scores.py": "from training.data import dataset\n",
+            "service/app.py": "from service.routes.retouch import router\n",
+            "service/routes/__init__.py": "from training.data.dataset import Sampler\n",
+            "service/routes/retouch.py": "router = 1\n",
         },
     )
-    to_painter = forbidden_chain(tmp_path, "model.train", inside(EVAL_PAINTER))
+    to_painter = forbidden_chain(tmp_path, "training.train", inside(EVAL_PAINTER))
     assert to_painter is not None
     assert [step.split(" ")[0] for step in to_painter] == [
-        "model.train",
-        "model.data",
-        "model.evalpaint",
+        "training.train",
+        "training.data",
+        "evaluation.evalpaint",
     ]
-    to_data = forbidden_chain(tmp_path, "model.evalpaint.painter", inside(TRAINING_DATA))
+    to_data = forbidden_chain(tmp_path, "evaluation.evalpaint.painter", inside(TRAINING_DATA))
     assert to_data is not None
-    assert to_data[-1].startswith("model.data (line 1: `from ..data import dataset`)")
+    assert to_data[1].startswith("evaluation.scores (line 1: `from ..scores import psnr`)")
+    assert to_data[-1].startswith("training.data (line 1")
+    from_service = forbidden_chain(tmp_path, "service.app", outside("training", "evaluation"))
+    assert from_service is not None
+    assert [step.split(" ")[0] for step in from_service] == [
+        "service.app",
+        "service.routes",
+        "training",
+    ]

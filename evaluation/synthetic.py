@@ -1,12 +1,4 @@
-"""Evaluate ABPN: held-out real photos (two painters, 2K-8K, clean photos) and the synthetic set.
-
-    python -m model.evaluate [--weights PATH|random] [--suite all|real|synthetic] [--quick]
-        [--whole-photo] [--n 48] [--size 256] [--seed 1234] [--out bench/results/evaluate.json]
-
-The real-photo part is ``model.evaluate_real`` (run ``python -m model.data.real_photos`` once
-first). The synthetic set is the original table: 256-pixel crops of the training painter's
-defects on the portraits' held-out halves and on textures; these crops hold skin but no whole
-face, so ABPN runs on each crop as one all-skin region (the network itself, without parsing).
+"""The synthetic set's scores: identity, the classic filter and ABPN on painted samples.
 
 Whole-image PSNR and SSIM are averaged per image; PSNR inside and outside the blemish masks
 pools the squared error of all those pixels over the set (images with few blemish pixels would
@@ -16,21 +8,18 @@ engine (uint8 in and out), exactly as the service runs it.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from model.baseline import classic_retouch
-from model.data.dataset import Sample, make_eval_set
+from evaluation.baseline import classic_retouch
+from evaluation.quality import mask_counts, psnr_from_mse, squared_error, ssim
+from evaluation.tables import markdown_table
 from model.engine import RetouchEngine
 from model.faces import FaceParse
-from model.quality import mask_counts, psnr_from_mse, squared_error, ssim
-from model.tables import markdown_table
 from model.weights import load_model
+from training.data.dataset import Sample
 
 MASK_CUTOFF = 0.5
 """Mask quality is measured with the predicted mask binarised at this value."""
@@ -138,66 +127,3 @@ def table(rows: Sequence[MethodScores]) -> str:
             for r in rows
         ),
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: print the tables and write the JSON."""
-    parser = argparse.ArgumentParser(description="Evaluate ABPN on held-out data.")
-    parser.add_argument("--weights", default=None, help="checkpoint path or 'random'")
-    parser.add_argument("--suite", choices=["all", "real", "synthetic"], default="all")
-    parser.add_argument("--quick", action="store_true", help="real photos at 2K only")
-    parser.add_argument(
-        "--whole-photo",
-        action="store_true",
-        help="real photos: run ABPN on the whole photo, without faces or skin gate (as v1 did)",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="real photos: run the compiled LRL, as CPU replicas of the service do",
-    )
-    parser.add_argument("--n", type=int, default=48)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--mask-threshold", type=float, default=None)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/evaluate.json"))
-    args = parser.parse_args(argv)
-    report: dict = {
-        "meta": {
-            "n": args.n,
-            "size": args.size,
-            "seed": args.seed,
-            "weights": args.weights or "default",
-            "mask_threshold": args.mask_threshold,
-            "suite": args.suite,
-            "quick": args.quick,
-            "whole_photo": args.whole_photo,
-            "compiled_lrl": args.compile,
-        }
-    }
-    if args.suite in ("all", "real"):
-        from model.evaluate_real import run
-
-        model = load_model(args.weights).model
-        if args.mask_threshold is not None:
-            model.set_mask_threshold(args.mask_threshold)
-        engine = RetouchEngine(model, compile_lrl=args.compile)
-        engine.warmup()
-        report["real"] = run(engine, args.quick, args.whole_photo)
-        print("Held-out real photos, painted defects (PSNR dB, pooled):")
-        print(report["real"]["tables"]["painted"])
-        print("\nHeld-out clean photos:")
-        print(report["real"]["tables"]["clean"])
-    if args.suite in ("all", "synthetic"):
-        samples = make_eval_set(n=args.n, size=args.size, seed=args.seed)
-        rows = evaluate(samples, args.weights, args.mask_threshold)
-        print("\nSynthetic set (training painter, 256-px crops):")
-        print(table(rows))
-        report["rows"] = [r.__dict__ for r in rows]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"JSON: {args.out}")
-
-
-if __name__ == "__main__":
-    main()

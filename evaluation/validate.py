@@ -1,11 +1,11 @@
 """Choose the inference mask threshold on a validation set drawn from the *training* photos.
 
-    python -m model.validate --weights runs/faces/abpn.safetensors [--n 64] [--seed 4321]
+    python -m evaluation.validate --weights runs/faces/abpn.safetensors [--n 64] [--seed 4321]
         [--thresholds 0.3 0.5 0.7]
 
 The samples come from the training sampler with a seed training does not use (fresh windows,
 defects and scales), so neither the evaluation photos nor the independent painter play any part
-in the choice. Each threshold is scored like `model.evaluate`'s synthetic table.
+in the choice. Each threshold is scored like the synthetic table (`evaluation.synthetic`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 
 import numpy as np
 
-from model.data.face_samples import MixedSampler
-from model.evaluate import evaluate, table
+from evaluation.synthetic import evaluate, table
+from training.data.face_samples import MixedSampler
 
 
 def main(argv: list[str] | None = None) -> None:

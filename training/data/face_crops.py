@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data.real_photos import DEFAULT_DIR, load, photos
+from training.data.real_photos import DEFAULT_DIR, load, photos
 
 CACHE_DIR = DEFAULT_DIR.parent / "faces"
 

@@ -1,6 +1,6 @@
 """Train ABPN on synthetic blemishes.
 
-    python -m model.train --config model/configs/default.json --out runs/default [--resume]
+    python -m training.train --config training/configs/default.json --out runs/default [--resume]
         [--ship]
 
 Seeded and resumable: `runs/NAME/last.pt` holds the weights, optimiser, step and RNG states and
@@ -29,10 +29,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from model.abpn import ABPN
-from model.config import ABPNConfig
-from model.data.dataset import TrainSampler
-from model.losses import gradient_l1, mask_loss, split_l1
+from model.net.abpn import ABPN
+from model.net.config import ABPNConfig
 from model.weights import (
     DEFAULT_WEIGHTS,
     file_sha256,
@@ -40,6 +38,8 @@ from model.weights import (
     save_checkpoint,
     sidecar_paths,
 )
+from training.data.dataset import TrainSampler
+from training.losses import gradient_l1, mask_loss, split_l1
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +67,9 @@ class TrainConfig:
     """A safetensors checkpoint to start from (fine-tuning), relative to the repository root;
     its architecture must match `model`."""
     data: str = "synthetic"
-    """"synthetic": portrait halves and textures (model.data.dataset); "faces": real face
+    """"synthetic": portrait halves and textures (training.data.dataset); "faces": real face
     regions at the LRL's scale, photos without faces and the synthetic mix
-    (model.data.face_samples)."""
+    (training.data.face_samples)."""
     inference_mask_threshold: float | None = None
     """Mask threshold written into the exported checkpoint (chosen on a validation set); the
     weights do not depend on it, training uses the model config's."""
@@ -127,7 +127,7 @@ def _samplers(cfg: TrainConfig, model_cfg: ABPNConfig) -> dict:
             "pyramid": TrainSampler(seed=cfg.seed + 1, crop_size=2 * cfg.crop_size),
         }
     if cfg.data == "faces":
-        from model.data.face_samples import MixedSampler
+        from training.data.face_samples import MixedSampler
 
         # Pyramid crops are twice as large at the same LRL scale, so their regions are too.
         return {

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.blend import BlendParams
-from model.bpl import BlendPyramid, Region, Size, pyramid_sizes
-from model.config import ABPNConfig
-from model.lrl import LocalRetouchingLayer, LRLOutput
+from model.net.blend import BlendParams
+from model.net.bpl import BlendPyramid, Region, Size, pyramid_sizes
+from model.net.config import ABPNConfig
+from model.net.lrl import LocalRetouchingLayer, LRLOutput
 
 
 @dataclass

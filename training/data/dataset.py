@@ -3,10 +3,10 @@
 Every sample is made the same way:
 
 1. pick a clean source: a crop of one side of a shipped portrait (see
-   ``model.data.sources``) or a fresh procedural skin texture;
+   ``training.data.sources``) or a fresh procedural skin texture;
 2. jitter its colour: exposure, gamma, white balance, saturation and, half of the time, a shift
    of the skin tone towards a random tone from light to dark;
-3. paint blemishes with ``model.data.blemishes.paint_blemishes``;
+3. paint blemishes with ``training.data.blemishes.paint_blemishes``;
 4. resize to the requested size (portrait crops are painted at the photo's own resolution and
    then resampled together with the clean crop, so defects are exactly as sharp as the skin
    under them whether the crop was shrunk or enlarged);

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from model.train import TrainConfig, train
 from model.weights import load_checkpoint
+from training.train import TrainConfig, train
 
 
 def _config(steps: int) -> TrainConfig:

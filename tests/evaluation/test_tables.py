@@ -1,6 +1,6 @@
 """Markdown tables of the evaluation and benchmark reports."""
 
-from model.tables import markdown_table
+from evaluation.tables import markdown_table
 
 
 def test_markdown_table_has_a_header_a_separator_and_one_line_per_row() -> None:

@@ -1,6 +1,6 @@
 """Contact sheets of synthetic pairs, for checking by eye that defects look like real skin.
 
-``python -m model.data.preview --out docs/images/synth_examples.png`` renders samples of the
+``python -m training.data.preview --out docs/images/synth_examples.png`` renders samples of the
 fixed evaluation set as rows of input | target | mask.
 """
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.blocks import ConvAct, GatedConv, LocalAttention
-from model.config import ABPNConfig
+from model.net.blocks import ConvAct, GatedConv, LocalAttention
+from model.net.config import ABPNConfig
 
 
 @dataclass

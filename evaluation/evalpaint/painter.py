@@ -1,6 +1,6 @@
 """Paint synthetic skin defects onto a clean face photo, for evaluation only.
 
-This painter is deliberately independent of the training data's painter (`model.data`): it
+This painter is deliberately independent of the training data's painter (`training.data`): it
 shares no code with it, so evaluation scores do not reward learning one painter's quirks.
 
 Cost: one copy of the photo, one full-frame pass over the skin mask to find where skin is, and
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.evalpaint.colour import lab_to_srgb, srgb_to_lab
-from model.evalpaint.kinds import Blemish, Light, draw_blemish
+from evaluation.evalpaint.colour import lab_to_srgb, srgb_to_lab
+from evaluation.evalpaint.kinds import Blemish, Light, draw_blemish
 
 # A pixel counts as changed (and is painted) only if some channel moves by this much.
 MIN_LEVELS = 2

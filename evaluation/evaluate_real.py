@@ -1,9 +1,9 @@
 """Evaluation on held-out real photos: two painters, three resolutions, and clean photos.
 
-For every evaluation photo (never opened by training, see ``model.data.real_photos``) resized so
+For every evaluation photo (never opened by training, see ``training.data.real_photos``) resized so
 its long side is 2K, 4K or 8K (upscaled where needed), defects are painted on the skin of each
-face region by two painters: the training painter (``model.data.blemishes``) and the
-independent evaluation painter (``model.evalpaint``, written without reference to the first and
+face region by two painters: the training painter (``training.data.blemishes``) and the
+independent evaluation painter (``evaluation.evalpaint``, written without reference to the first and
 used for nothing but this). Identity, the classic filter and ABPN (through the engine, which
 parses the painted photo itself) are scored against the clean photo:
 
@@ -24,16 +24,16 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from model.baseline import classic_retouch
-from model.data.blemishes import paint_blemishes, quantise
-from model.data.real_photos import load, photos
+from evaluation.baseline import classic_retouch
+from evaluation.evalpaint import paint_face
+from evaluation.quality import psnr_from_mse, squared_error
+from evaluation.tables import markdown_table
 from model.engine import RetouchEngine
-from model.evalpaint import paint_face
 from model.faces import FaceParse
-from model.quality import psnr_from_mse, squared_error
-from model.tables import markdown_table
+from model.photo import resize_long_side
+from training.data.blemishes import paint_blemishes, quantise
+from training.data.real_photos import load, photos
 
 RESOLUTIONS = {"2K": 2048, "4K": 3840, "8K": 7680}
 CHANGED_LEVELS = 2
@@ -42,15 +42,6 @@ PROTECT_DILATION = 0.002
 """Protected areas are dilated by this share of the photo's long side (4 px at 2K, 15 at 8K)."""
 
 Painter = Callable[[np.ndarray, FaceParse, np.random.Generator], tuple[np.ndarray, np.ndarray]]
-
-
-def resize_long_side(image: np.ndarray, side: int) -> np.ndarray:
-    """`image` with its long side `side`: bicubic when enlarging, area average when shrinking."""
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    method = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.BOX
-    return np.asarray(Image.fromarray(image).resize(size, method))
 
 
 def _per_region(

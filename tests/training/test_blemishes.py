@@ -9,14 +9,14 @@ import torch
 pytest.importorskip("skimage")
 pytest.importorskip("matplotlib")
 
-from model.data.blemishes import (
+from training.data.blemishes import (
     DEFECT_KINDS,
     MIN_LEVELS,
     paint_blemishes,
     quantise,
 )
-from model.data.dataset import TrainSampler, make_eval_set
-from model.data.sources import (
+from training.data.dataset import TrainSampler, make_eval_set
+from training.data.sources import (
     load_portraits,
     portrait_regions,
     skin_texture,
@@ -165,7 +165,7 @@ def test_sampler_batches_shapes_ranges_and_determinism() -> None:
 def test_iterable_dataset_feeds_a_dataloader() -> None:
     from torch.utils.data import DataLoader
 
-    from model.data.dataset import Batch, BlemishBatches
+    from training.data.dataset import Batch, BlemishBatches
 
     loader = DataLoader(BlemishBatches(seed=0, crop_size=32, batch_size=2), batch_size=None)
     batch = next(iter(loader))

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.evalpaint import KINDS, PaintedFace, paint_face
-from model.evalpaint.colour import srgb_to_lab
-from model.evalpaint.painter import FULL_SKIN, _paint_one
+from evaluation.evalpaint import KINDS, PaintedFace, paint_face
+from evaluation.evalpaint.colour import srgb_to_lab
+from evaluation.evalpaint.painter import FULL_SKIN, _paint_one
 
 LIGHT_SKIN = (222, 176, 156)
 DARK_SKIN = (112, 74, 56)

@@ -1,9 +1,0 @@
-"""Independent evaluation painter: synthetic skin defects on clean face photos.
-
-Used only to evaluate the retoucher, never to train it; it shares no code with `model.data`.
-"""
-
-from model.evalpaint.kinds import KINDS
-from model.evalpaint.painter import PaintedFace, paint_face
-
-__all__ = ["KINDS", "PaintedFace", "paint_face"]
