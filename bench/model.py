@@ -146,6 +146,9 @@ def measure(
     # The peak is taken over the model runs only: loading and resizing the source photo for the
     # benchmark (Pillow holds an 8K photo twice) is not what a request costs.
     _reset_peak_rss()
+    # Minor page faults per run: what the malloc tuning saves (tests/model/test_allocator.py
+    # checks only that the settings apply; the count depends on the kernel and CPU).
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     total, timings = float("inf"), {}
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -155,6 +158,7 @@ def measure(
             total, timings = seconds, result.timings
         row["faces"] = result.faces
         del result  # a kept photo would add its size to the next run's peak
+    row["page_faults"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) // repeat
     row["model_s"] = total
     for stage in STAGES:
         # An older engine (a reference commit) may not time every stage.
@@ -221,9 +225,9 @@ def table(rows: list[dict]) -> str:
     head = (
         "| photo | size | threads | LRL mode | malloc | pixels | faces | decode s | faces+skin s | "
         "prepare s | LRL s | pyramid s | blend s | encode s | model s | floor s | model/floor | "
-        "peak RSS MB | warm-up s |"
+        "peak RSS MB | page faults / run | warm-up s |"
     )
-    lines = [head, "|" + "---|" * 19]
+    lines = [head, "|" + "---|" * 20]
     for r in rows:
         stages = " | ".join(_fmt(r[f"{s}_s"], "s") for s in STAGES)
         lines.append(
@@ -233,7 +237,7 @@ def table(rows: list[dict]) -> str:
             f"{r['faces']} | {_fmt(r['decode_s'], 's')} | {stages} | {_fmt(r['encode_s'], 's')} | "
             f"{_fmt(r['model_s'], 's')} | {_fmt(r['floor_s'], 's')} | "
             f"{_fmt(r['model_over_floor'], 'x')} | {r['peak_rss_mb']:.0f} | "
-            f"{_fmt(r.get('warmup_s'), 's')} |"
+            f"{r.get('page_faults', '-')} | {_fmt(r.get('warmup_s'), 's')} |"
         )
     return "\n".join(lines)
 

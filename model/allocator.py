@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import platform
+from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,10 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 """Blocks below this come from the heap; glibc's own ceiling for the setting on 64-bit."""
 TRIM_THRESHOLD = 256 * 1024 * 1024
 """Free memory at the top of the heap kept for the next photo rather than returned at once."""
+
+ENVIRONMENT_VARIABLE = "ABPN_TUNE_MALLOC"
+"""Set to false (or 0, no, off) to keep glibc's defaults; read by the service's settings too."""
+_OFF = {"0", "false", "no", "off"}
 
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -44,3 +50,9 @@ def tune_malloc() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+def wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ABPN_TUNE_MALLOC asks for the tuning (on unless false, 0, no or off), for the
+    command-line tool; the service reads the same variable through its settings."""
+    return environ.get(ENVIRONMENT_VARIABLE, "true").strip().lower() not in _OFF

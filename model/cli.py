@@ -17,12 +17,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.allocator import tune_malloc
+from model import allocator
 from model.engine import MAX_STRENGTH, MAX_WHITENING, RetouchEngine
-from model.photo import PhotoError, encode_mask, read_file, write_file
+from model.photo import PhotoError, decode, encode_mask, write_file
 from model.weights import RANDOM, CheckpointError, load_model
 
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="CPU: compile the LRL first (7-48 s once, then about 1.5x faster per face)",
+        help="CPU: compile the LRL first (seconds to a minute, once; then ~1.5x faster per face)",
     )
     parser.add_argument("--quality", type=_quality, default=None, help="JPEG/WebP quality")
     return parser
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    tune_malloc()
+    if allocator.wanted():
+        allocator.tune_malloc()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         loaded = load_model(args.weights)
@@ -98,12 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in tqdm(args.inputs, unit="photo", disable=len(args.inputs) < 2):
         try:
-            photo = read_file(path)
+            data = path.read_bytes()
+            photo = decode(data)
             result = engine.retouch(photo.rgb, args.strength, args.mask, args.whitening)
             if result.faces == 0:
                 tqdm.write(f"abpn-retouch: {path}: no face found, written unchanged", sys.stderr)
             target = args.out_dir / path.name
-            write_file(replace(photo, rgb=result.image), target, photo.format, args.quality)
+            if not photo.reoriented and np.array_equal(result.image, photo.rgb):
+                target.write_bytes(data)  # the file as it was, not a lossy re-encoding
+            else:
+                write_file(replace(photo, rgb=result.image), target, photo.format, args.quality)
             if result.mask is not None:
                 (args.out_dir / f"{path.stem}.mask.png").write_bytes(
                     encode_mask(result.mask, "png")

@@ -5,10 +5,11 @@ activations and valid-mask products around them. On this project's 2-core CPU th
 stage ran 1.2-1.8x faster for it (0.12-0.16 s per face crop against 0.14-0.24 s eager,
 docs/benchmarks.md), with results within 2e-4/255 of eager.
 
-Compiling takes 7-10 s with a warm Inductor cache and 35-50 s cold, so it happens once, for one
-canvas shape: every crop that fills at least half of that canvas is padded to it. Smaller
-crops (small faces) stay eager, where padding would cost more than compiling saves. Padding
-never changes a result: the LRL re-applies the valid-pixel mask in every block.
+Compiling takes seconds with a warm Inductor cache and tens of seconds cold (figures:
+docs/benchmarks.md, "Compile time"), so it happens once, for one canvas shape: every crop that
+fills at least half of that canvas is padded to it. Smaller crops (small faces) stay eager,
+where padding would cost more than compiling saves. Padding never changes a result: the LRL
+re-applies the valid-pixel mask in every block.
 """
 
 from __future__ import annotations

@@ -99,6 +99,8 @@ class Photo:
     """Embedded RGB ICC profile, or None (treat as sRGB)."""
     exif: bytes | None = None
     """Original EXIF block with Orientation reset to 1 (the pixels are already upright)."""
+    reoriented: bool = False
+    """The EXIF orientation turned the pixels: the source bytes do not hold them as they are."""
 
 
 def format_for_media_type(content_type: str | None) -> str | None:
@@ -182,7 +184,10 @@ def decode(data: bytes, max_pixels: int | None = None) -> Photo:
         icc = None
     rgb = _orient(rgb, orientation or 1)
     alpha = _orient(alpha, orientation or 1) if alpha is not None else None
-    return Photo(rgb=rgb, alpha=alpha, format=fmt, icc_profile=icc, exif=exif)
+    reoriented = (orientation or 1) != 1
+    return Photo(
+        rgb=rgb, alpha=alpha, format=fmt, icc_profile=icc, exif=exif, reoriented=reoriented
+    )
 
 
 def _decode_jpeg_checked(data: bytes, mode: str) -> np.ndarray | None:

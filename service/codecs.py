@@ -8,6 +8,8 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from model import photo
 from model.engine import RetouchResult
 from model.photo import Photo
@@ -39,13 +41,16 @@ class Codecs:
         fmt: str | None,
         quality: int | None,
         mask: bool,
+        original: bytes,
     ) -> tuple[bytes, str, float]:
         """Encode the retouched image (or its mask) with the source's alpha, ICC profile and
-        EXIF; returns the bytes, their media type and seconds."""
+        EXIF; returns the bytes, their media type and seconds. An image the model left as it
+        was, asked for in its own format and not turned upright from its EXIF orientation, is
+        `original`, the bytes as uploaded."""
         fmt = fmt or source.format
         started = time.perf_counter()
         data = await asyncio.get_running_loop().run_in_executor(
-            self._pool, _render, source, result, fmt, quality, mask
+            self._pool, _render, source, result, fmt, quality, mask, original
         )
         seconds = time.perf_counter() - started
         self._metrics.encode_seconds.observe(seconds)
@@ -57,10 +62,19 @@ class Codecs:
 
 
 def _render(
-    source: Photo, result: RetouchResult, fmt: str, quality: int | None, mask: bool
+    source: Photo,
+    result: RetouchResult,
+    fmt: str,
+    quality: int | None,
+    mask: bool,
+    original: bytes,
 ) -> bytes:
     if mask:
         if result.mask is None:
             raise RuntimeError("the engine returned no mask")
         return photo.encode_mask(result.mask, fmt, quality)
+    if fmt == source.format and not source.reoriented and np.array_equal(result.image, source.rgb):
+        # No face, or strength and whitening 0: re-encoding would only lose quality (JPEG,
+        # WebP) and what the decoder does not carry over (16-bit samples, CMYK, metadata).
+        return original
     return photo.encode(dataclasses.replace(source, rgb=result.image), fmt, quality)

@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     """Threads torch computes with; 0: the cores not taken by face workers (at least 1)."""
     compile_lrl: bool = True
     """CPU replicas run the LRL compiled (TorchInductor; about 1.5x faster per face), which
-    makes start-up longer: 17 s to ready with a warm Inductor cache and 66 s cold on 2 cores,
-    against 5 s eager (false: development, tests). CUDA replicas run eager either way."""
+    makes start-up longer by the compile (docs/benchmarks.md, "Compile time"); false runs it
+    eager (development, tests). CUDA replicas run eager either way."""
     tune_malloc: bool = True
     """Keep freed memory in the process for the next photo (glibc malloc settings,
     `model.allocator`) in the replica and the face workers. On 2 cores the LRL alone ran 1.5x

@@ -93,10 +93,10 @@ def imports_of(root: Path, name: str, path: Path) -> list[tuple[str, str]]:
 
 
 def import_graph(root: Path, start: str) -> dict[str, tuple[str, str] | None]:
-    """Every module of the project's packages reachable from `start`, with the (importer, where) that
-    first reached it (None for `start`). Modules that are not files under `root` (the standard
-    library, third-party packages, forbidden names that do not exist yet) are recorded but not
-    followed."""
+    """Every module of the project's packages reachable from `start`, with the (importer,
+    where) that first reached it (None for `start`). Modules that are not files under `root`
+    (the standard library, third-party packages, forbidden names that do not exist yet) are
+    recorded but not followed."""
     reached: dict[str, tuple[str, str] | None] = {start: None}
     queue = deque([start])
     while queue:

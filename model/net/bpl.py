@@ -1,10 +1,12 @@
 """BPL, the adaptive blend pyramid layer: carries the low-resolution blend layer up to the
 photo's own size, refining it at every level, and runs the large levels in tiles.
 
-Resampling is written out as index-gather + lerp on explicit source coordinates (the
-half-pixel convention of `align_corners=False`), so a crop of a level can be upsampled on its
-own and match the same pixels of the whole level. That is what makes tiling exact: each tile
-is grown by the refining module's receptive field at every level, computed, and cropped back.
+Resampling uses the library's bilinear kernels (the half-pixel convention of
+`align_corners=False`) on crops: an exact x2 step runs `F.interpolate` on the smallest crop
+whose edge clamping cannot reach the wanted pixels, and any other ratio one `F.grid_sample`
+pass at the exact source coordinates of the wanted box. Either way a crop of a level resizes to
+the same pixels as the whole level would. That is what makes tiling exact: each tile is grown
+by the refining module's receptive field at every level, computed, and cropped back.
 """
 
 from __future__ import annotations

@@ -159,7 +159,6 @@ async def retouch(
                 source, decode_s = await runtime.lifecycle.unless_cut(
                     runtime.codecs.decode(upload.data, settings.max_pixels)
                 )
-                del upload  # the encoded bytes are not needed any more: free them early
                 check_encodable(source, params.format or source.format, params.output == "mask")
                 if disconnected.done():
                     raise ClientGone("decode")
@@ -190,6 +189,7 @@ async def retouch(
                 fmt=params.format,
                 quality=params.quality,
                 mask=params.output == "mask",
+                original=upload.data,  # what goes back when the model changed nothing
             )
         )
     timing = _server_timing(

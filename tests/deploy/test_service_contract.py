@@ -1,10 +1,11 @@
 """The manifests and the image agree with the service itself: the probed and scraped paths are
 routes of the app, the ports are the app's port, the ConfigMap holds real settings, the grace
 period covers the drain timeout, the autoscaling metric is one the app exports, and the
-entrypoint module exists. These import service.app and service.config."""
+image's entrypoint and the console scripts resolve. These import service.app and service.config."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 
 import yaml
@@ -92,5 +93,21 @@ def test_autoscaling_metric_is_exported_by_the_app(overlay: Manifests, app):
     assert series in exported, series
 
 
-def test_entrypoint_module_exists():
-    assert importlib.util.find_spec("service.__main__") is not None, "python -m service"
+def test_entrypoints_resolve(dockerfile):
+    """The image's `python -m <module>` has a __main__ to run, and each console script the
+    installed project declares loads as a callable."""
+    (entry,) = [i for i in dockerfile[-1] if i.keyword == "ENTRYPOINT"]
+    command = entry.exec_form()
+    module = command[command.index("-m") + 1]
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"the image runs `python -m {module}`, which does not exist"
+    if spec.submodule_search_locations is not None:
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, module
+    scripts = {
+        ep.name: ep
+        for ep in importlib.metadata.distribution("abpn-serve").entry_points
+        if ep.group == "console_scripts"
+    }
+    assert {"abpn-serve", "abpn-retouch"} <= set(scripts), scripts
+    for name, ep in scripts.items():
+        assert callable(ep.load()), f"console script {name} -> {ep.value} is not a callable"

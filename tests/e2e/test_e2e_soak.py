@@ -1,11 +1,12 @@
 """A bounded soak: 64 concurrent clients against a small queue send a fixed number of requests
 while stalled uploads keep reopening beside them. Every request is answered (200, 503 with
-Retry-After, or 504), none is lost, /healthz (probed from a process of its own) stays under
-100 ms at the 99th percentile throughout, and the server's memory at the end is within 10% of
-its value after warm-up.
+Retry-After, or 504), none is lost (no dropped connection, and the server counts exactly the
+200s the clients got), /healthz (probed from a process of its own) answers 200 throughout, and
+the server's memory at the end is within 10% of its value after warm-up.
 
-ABPN_SOAK_REQUESTS sets the number of requests (default 1500, about half a minute here); the
-figures are printed at the end (pytest -s) for docs/reliability.md."""
+How fast /healthz answered, and how many requests got through rather than a 503, depend on the
+machine: they are printed (pytest -s) for docs/reliability.md, not asserted. ABPN_SOAK_REQUESTS
+sets the number of requests (default 1500, about half a minute here)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 from images import encoded, picture
+from prometheus_client.parser import text_string_to_metric_families
 from server_support import Server, start_server
 
 CLIENTS = 64
@@ -29,7 +31,6 @@ STALLED = 4
 REQUESTS = int(os.environ.get("ABPN_SOAK_REQUESTS", "1500"))
 WARM_UP = REQUESTS // 5
 READ_TIMEOUT_S = 2.0
-HEALTH_P99_S = 0.100
 PNG = {"content-type": "image/png"}
 PROBER = Path(__file__).with_name("health_prober.py")
 BODIES = [encoded(picture(48 + 8 * (i % 3), 64, seed=i)) for i in range(8)]
@@ -42,6 +43,7 @@ class Soak:
         self.server = server
         self.left = REQUESTS
         self.outcomes: Counter[str] = Counter()
+        self.lost: Counter[str] = Counter()
         self.stalled: Counter[str] = Counter()
         self.done = 0
         self.warm = asyncio.Event()
@@ -52,7 +54,12 @@ class Soak:
         that retries would (bounded, so the run stays short)."""
         while self.left > 0:
             self.left -= 1
-            r = await http.post("/v1/retouch", content=rng.choice(BODIES), headers=PNG)
+            try:
+                r = await http.post("/v1/retouch", content=rng.choice(BODIES), headers=PNG)
+            except httpx.TransportError as exc:
+                # A dropped connection or a reply that never came: a request lost.
+                self.lost[type(exc).__name__] += 1
+                continue
             if r.status_code == 503:
                 assert "retry-after" in r.headers, r.text
             if r.status_code != 200:
@@ -91,6 +98,18 @@ class Soak:
             writer.close()
 
 
+def _served(metrics: str) -> float:
+    """The 200s the server answered on /v1/retouch, from its /metrics page."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "abpn_requests_total"
+        and sample.labels.get("route") == "/v1/retouch"
+        and sample.labels.get("status") == "200"
+    )
+
+
 def _rss(server: Server) -> int:
     return psutil.Process(server.proc.pid).memory_info().rss
 
@@ -127,6 +146,7 @@ def test_soak(tmp_path) -> None:
     finally:
         probes, _ = prober.communicate(timeout=20)
         alive = server.client.get("/healthz").status_code
+        served = _served(server.client.get("/metrics").text)
         code = server.stop()
     statuses = Counter(int(line.split()[0]) for line in probes.splitlines())
     health = sorted(float(line.split()[1]) for line in probes.splitlines())
@@ -140,12 +160,14 @@ def test_soak(tmp_path) -> None:
         f"{p99 * 1000:.1f} ms; RSS after warm-up {rss_warm / 2**20:.0f} MiB, at the end "
         f"{rss_end / 2**20:.0f} MiB ({(rss_end / rss_warm - 1) * 100:+.1f}%)"
     )
-    assert sum(soak.outcomes.values()) == REQUESTS  # none lost
+    assert not soak.lost, soak.lost
+    assert sum(soak.outcomes.values()) == REQUESTS, soak.outcomes
     allowed = {"200", "503 queue_full", "504 deadline_exceeded"}
     assert set(soak.outcomes) <= allowed, soak.outcomes
-    assert soak.outcomes["200"] >= REQUESTS // 10, soak.outcomes  # the honest ones get through
+    # The honest ones get through, and the server's count agrees with the clients'.
+    assert soak.outcomes["200"] > 0 and served == soak.outcomes["200"], (served, soak.outcomes)
     assert soak.stalled and set(soak.stalled) <= {"408", "503"}, soak.stalled
-    assert set(statuses) == {200} and p99 < HEALTH_P99_S
+    assert set(statuses) == {200}, statuses
     assert abs(rss_end / rss_warm - 1) < 0.10
     assert alive == 200 and code == 0
     assert "Exception in ASGI application" not in server.log_text()

@@ -88,6 +88,17 @@ def test_bad_arguments_are_refused(inputs, tmp_path) -> None:
             main([str(inputs["png"]), "-o", str(tmp_path), *bad])
 
 
+def test_a_photo_left_unchanged_is_written_bit_for_bit(inputs, tmp_path: Path) -> None:
+    """No face in these photos: each file is written as it was, not re-encoded; the one whose
+    EXIF orientation had to be applied is re-encoded upright."""
+    out = tmp_path / "out"
+    files = [inputs[k] for k in ("png", "jpeg", "webp", "tiff")]
+    assert main([*map(str, files), "-o", str(out), "--weights", "random"]) == 0
+    for key in ("png", "webp", "tiff"):
+        assert (out / inputs[key].name).read_bytes() == inputs[key].read_bytes(), key
+    assert (out / "b.jpg").read_bytes() != inputs["jpeg"].read_bytes()
+
+
 def test_whitening_and_mask_on_a_real_portrait(tmp_path: Path, capsys) -> None:
     portrait = grace_hopper()
     src = tmp_path / "hopper.png"
