@@ -157,12 +157,83 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
         )
 
 
+MAX_JPEG_SCANS = 32
+"""Most scans a JPEG may hold. libjpeg's progressive mode writes 10 (6 for grey) and baseline
+files have one; each scan is a pass over every coefficient, so a small file that repeats a
+refinement scan hundreds of times costs seconds of decoding at 8K for nothing."""
+TIFF_TILE_SLACK = 4
+"""A TIFF tile may cover this many times the image's pixels (at least 1024x1024): tiles are
+multiples of 16 and writers often use one larger than a small image, never more."""
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
+
+
+def _check_decode_cost(data: bytes, img: Image.Image, fmt: str) -> None:
+    """Refuse, from the header bytes, files whose decoding would cost far more than their
+    pixels: a TIFF whose tile buffers dwarf the image, a JPEG with more scans than any encoder
+    writes."""
+    if fmt == "jpeg":
+        scans = jpeg_scan_count(data, MAX_JPEG_SCANS + 1)
+        if scans > MAX_JPEG_SCANS:
+            raise PhotoError(
+                "invalid_image",
+                f"the JPEG holds more than {MAX_JPEG_SCANS} scans; encoders write 1-10",
+            )
+    elif fmt == "tiff":
+        tags = getattr(img, "tag_v2", {})
+        tile = int(tags.get(_TIFF_TILE_WIDTH, 0) or 0) * int(tags.get(_TIFF_TILE_LENGTH, 0) or 0)
+        width, height = img.size
+        if tile > max(TIFF_TILE_SLACK * width * height, 1 << 20):
+            raise PhotoError(
+                "invalid_image",
+                f"the TIFF's tiles ({tags.get(_TIFF_TILE_WIDTH)}x{tags.get(_TIFF_TILE_LENGTH)}) "
+                f"are far larger than the image ({width}x{height})",
+            )
+
+
+def jpeg_scan_count(data: bytes, stop_at: int) -> int:
+    """Start-of-scan markers in a JPEG, found by walking its marker segments and skipping each
+    scan's entropy-coded data; counting stops at `stop_at`. Malformed structure ends the walk
+    (the decoder judges it)."""
+    scans, pos, end = 0, 2, len(data)
+    while pos + 4 <= end and scans < stop_at:
+        if data[pos] != 0xFF:
+            return scans
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return scans
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        pos += 2 + length
+        if marker != 0xDA:
+            continue
+        scans += 1
+        # Entropy-coded data runs to the next 0xFF that is neither stuffing (FF00) nor a
+        # restart marker (FFD0-FFD7).
+        while True:
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= end:
+                return scans
+            following = data[pos + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                pos += 1 if following == 0xFF else 2
+                continue
+            break
+    return scans
+
+
 def decode(data: bytes, max_pixels: int | None = None) -> Photo:
     """Decode JPEG, PNG, WebP or TIFF bytes into a Photo. The size in the header is checked
-    against `max_pixels` (None: no limit) before any pixel is decoded. Raises PhotoError."""
+    against `max_pixels` (None: no limit) before any pixel is decoded, and so is what decoding
+    would cost beyond the pixels (`MAX_JPEG_SCANS`, `TIFF_TILE_SLACK`). Raises PhotoError."""
     img, fmt = _open(data)
     with img:
         _check_size(*img.size, max_pixels)
+        _check_decode_cost(data, img, fmt)
         orientation = _orientation(img)
         icc = img.info.get("icc_profile") or None
         exif = _reset_orientation(img.info.get("exif")) if img.info.get("exif") else None
