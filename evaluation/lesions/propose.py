@@ -36,8 +36,9 @@ def propose(image: np.ndarray, near_face: np.ndarray) -> list[Lesion]:
     for channel, scale, kind in ((lab[..., 1], 8, "papule"), (100 - lab[..., 0], 25, "mark")):
         flat = cv2.GaussianBlur(channel, (0, 0), 12)
         excess = np.clip((channel - flat) / scale, 0, 1) * near_face
-        for y, x, sigma in blob_dog(excess, min_sigma=1.2, max_sigma=8, threshold=PROPOSE_THRESHOLD):
-            found.append(Lesion(round(float(x), 1), round(float(y), 1), round(float(sigma) * 1.6, 1), kind))
+        blobs = blob_dog(excess, min_sigma=1.2, max_sigma=8, threshold=PROPOSE_THRESHOLD)
+        for y, x, sigma in blobs.astype(float):
+            found.append(Lesion(round(x, 1), round(y, 1), round(sigma * 1.6, 1), kind))
     return _merge(found)
 
 
