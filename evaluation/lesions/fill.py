@@ -23,13 +23,16 @@ DARK_WEIGHT = 0.5
 LOG_THRESHOLD = 0.3
 
 
-def fill_discs(image: np.ndarray, lesions: list[Lesion], gate: np.ndarray | None = None):
+def fill_discs(
+    image: np.ndarray, lesions: list[Lesion], gate: np.ndarray | None = None
+) -> np.ndarray:
     """`image` with each lesion's disc (grown 1.5x) refilled from the skin around it.
 
     The fill keeps texture: the photo's low-pass (Gaussian, sigma 1 px) is inpainted inside the
-    discs (Telea) and the photo's own high-pass is added back, so the skin's grain stays while
-    the lesion's colour offset goes. The edge is feathered over 2 px. `gate` (uint8 0-255)
-    scales the change, as the engine's skin mask does.
+    discs (Telea) and the photo's own high-pass is added back, limited to the grain's size
+    around the discs, so the skin's grain stays while the lesion's colour offset goes. The edge
+    is feathered over 2 px. `gate` (uint8 0-255) scales the change, as the engine's skin mask
+    does.
     """
     if not lesions:
         return image.copy()
@@ -39,7 +42,12 @@ def fill_discs(image: np.ndarray, lesions: list[Lesion], gate: np.ndarray | None
     low_u8 = np.clip(low, 0, 255).round().astype(np.uint8)
     radius = max(3, round(float(np.median([les.r for les in lesions]))))
     filled_low = cv2.inpaint(low_u8, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-    filled = filled_low.astype(np.float32) + (pixels - low)
+    detail = pixels - low
+    # The lesion's own rim is high-pass too: inside the hole, detail is limited to the size of
+    # the grain in the band around it, which keeps pores and drops the rim.
+    band = discs(image.shape, lesions, 2 * FILL_GROW) & ~hole
+    limit = np.percentile(np.abs(detail[band]), 75, axis=0) if band.any() else 0.0
+    filled = filled_low.astype(np.float32) + np.clip(detail, -limit, limit)
     weight = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 1.0)
     weight = np.maximum(weight, hole)
     if gate is not None:
