@@ -27,6 +27,7 @@ from evaluation.lesions.measure import (
     disc_means,
     lesion_contrast,
     protected_changed,
+    ring_means,
     share_removed,
     summarize,
     texture_kept,
@@ -105,17 +106,26 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
         }
     centre_in = centre_values(skin, lesions) > GATE
     disc_in = disc_means((skin > GATE).astype(np.float32), lesions) > 0.5
+    # A lesion outside the gate whose surroundings are skin is a hole cut in the gate at the
+    # lesion itself, not the gate's edge (hairline, nose, jaw) passing by.
+    hole = ~centre_in & (ring_means((skin > GATE).astype(np.float32), lesions, 2, 4) > 0.5)
     fires = disc_means(mask.astype(np.float32), lesions) > FIRES
     abpn = shares["abpn"]
     result["abpn_stages"] = {
         "centre_in_gate": int(centre_in.sum()),
         "disc_in_gate": int(disc_in.sum()),
+        "gate_hole": int(hole.sum()),
         "mask_fires": int(fires.sum()),
         "removed_where_fires": summarize(abpn[fires])["median_removed"],
         "removed_where_not": summarize(abpn[~fires])["median_removed"],
         "per_lesion": [
-            {"centre_in_gate": bool(c), "disc_in_gate": bool(d), "fires": bool(f)}
-            for c, d, f in zip(centre_in, disc_in, fires, strict=True)
+            {
+                "centre_in_gate": bool(c),
+                "disc_in_gate": bool(d),
+                "gate_hole": bool(h),
+                "fires": bool(f),
+            }
+            for c, d, h, f in zip(centre_in, disc_in, hole, fires, strict=True)
         ],
         "contrast_before": [None if np.isnan(b) else round(float(b), 3) for b in before],
     }
@@ -157,6 +167,7 @@ def pooled(results: dict[str, dict]) -> dict:
         "marked": marked,
         "centre_in_gate": sum(s["centre_in_gate"] for s in stages),
         "disc_in_gate": sum(s["disc_in_gate"] for s in stages),
+        "gate_hole": sum(s["gate_hole"] for s in stages),
         "mask_fires": int(fires.sum()),
         "removed_where_fires": summarize(abpn[fires])["median_removed"],
         "removed_where_not": summarize(abpn[~fires])["median_removed"],
@@ -216,6 +227,7 @@ def tables(results: dict[str, dict], pool: dict) -> str:
             r["marked"],
             r["abpn_stages"]["centre_in_gate"],
             r["abpn_stages"]["disc_in_gate"],
+            r["abpn_stages"]["gate_hole"],
             r["abpn_stages"]["mask_fires"],
             _num(r["abpn_stages"]["removed_where_fires"]),
             _num(r["abpn_stages"]["removed_where_not"]),
@@ -229,6 +241,7 @@ def tables(results: dict[str, dict], pool: dict) -> str:
             s["marked"],
             s["centre_in_gate"],
             s["disc_in_gate"],
+            s["gate_hole"],
             s["mask_fires"],
             _num(s["removed_where_fires"]),
             _num(s["removed_where_not"]),
@@ -239,6 +252,7 @@ def tables(results: dict[str, dict], pool: dict) -> str:
         "marked",
         "centre in skin gate",
         "disc mostly in gate",
+        "outside: hole in gate",
         "mask fires",
         "removed where fires",
         "removed where not",

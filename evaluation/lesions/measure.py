@@ -136,6 +136,17 @@ def disc_means(values: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
     return out
 
 
+def ring_means(values: np.ndarray, lesions: list[Lesion], inner: float, outer: float) -> np.ndarray:
+    """Mean of a (H, W) array over each lesion's annulus `inner` r..`outer` r."""
+    out = np.zeros(len(lesions))
+    for i, lesion in enumerate(lesions):
+        rows, cols = _window(values.shape, lesion, outer)
+        dist = _distance(rows, cols, lesion)
+        ring = (dist > lesion.r * inner) & (dist <= lesion.r * outer)
+        out[i] = float(values[rows, cols][ring].mean()) if ring.any() else 0.0
+    return out
+
+
 def centre_values(values: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
     """A (H, W) array's value at each lesion's centre pixel."""
     h, w = values.shape[:2]

@@ -18,8 +18,10 @@ from evaluation.lesions.fill import detect_blemishes, fill_discs
 from evaluation.lesions.marks import KINDS, load_marks
 from evaluation.lesions.measure import (
     Lesion,
+    disc_means,
     lesion_contrast,
     protected_changed,
+    ring_means,
     share_removed,
     texture_kept,
     to_lab,
@@ -122,6 +124,15 @@ def test_protected_pixels_count_changes_outside_skin_only(photos) -> None:
     outside = clean.copy()
     outside[:10, :10] = 0
     assert protected_changed(clean, outside, skin)[0] == 100
+
+
+def test_a_hole_in_the_gate_at_a_lesion_is_told_from_the_gate_passing_by() -> None:
+    gate = np.zeros((200, 200), np.float32)
+    gate[:, :120] = 1
+    gate[55:66, 45:56] = 0
+    hole, edge = Lesion(50, 60, 5), Lesion(130, 60, 5)
+    assert list(disc_means(gate, [hole, edge])) == [0.0, 0.0]
+    assert list(ring_means(gate, [hole, edge], 2, 4) > 0.5) == [True, False]
 
 
 def test_the_committed_manifest_and_marks_parse_and_agree() -> None:
