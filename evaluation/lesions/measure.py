@@ -71,10 +71,16 @@ def discs(shape: tuple[int, ...], lesions: list[Lesion], reach: float = 1.0) -> 
 def lesion_contrast(lab: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
     """ΔE of each lesion's disc mean against its ring's mean; NaN where the ring is too small."""
     out = np.full(len(lesions), np.nan)
+    # Other lesions' discs are left out of the ring; only neighbours within reach can overlap it.
     for i, lesion in enumerate(lesions):
         rows, cols = _window(lab.shape, lesion, RING_OUTER)
         dist = _distance(rows, cols, lesion)
-        others = discs(lab.shape, lesions[:i] + lesions[i + 1 :])[rows, cols]
+        others = np.zeros(dist.shape, bool)
+        for j, other in enumerate(lesions):
+            if j != i and np.hypot(other.x - lesion.x, other.y - lesion.y) < (
+                lesion.r * RING_OUTER + other.r
+            ):
+                others |= _distance(rows, cols, other) <= other.r
         disc = dist <= lesion.r
         ring = (dist > lesion.r) & (dist <= lesion.r * RING_OUTER) & ~others
         if disc.sum() == 0 or ring.sum() < MIN_RING_PIXELS:
