@@ -96,6 +96,7 @@ def main() -> None:
         access_log=False,  # the middleware writes one access line per request, with its id
         lifespan="on",
         http=protocol_class(settings.read_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
     server = DrainingServer(config, app.state.runtime)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(10.0, gt=0)
     """Time an upload gets before the minimum rate applies: the body must arrive within
     this plus its length over `min_upload_rate` (408 otherwise)."""
+    keep_alive_s: int = Field(75, ge=1, le=3600)
+    """Seconds a kept-alive connection may idle between requests before the server closes it.
+    Longer than clients and load balancers keep idle connections (httpx 5 s, AWS ALB 60 s), so
+    that the client closes first: a server closing first races a request being sent on it."""
     min_upload_rate: int = Field(64 * 1024, ge=1)
     """Bytes per second an upload must keep up, on average, once `read_timeout_s` is over."""
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)

@@ -4,8 +4,12 @@ A request that cannot even be parsed (a malformed Content-Length, two different 
 chunk size, a broken request line) is answered by the protocol itself, before the app sees it,
 and uvicorn would answer it in plain text. And uvicorn waits for request headers without a
 limit, so a client that sends half a header and then nothing holds its connection forever:
-here the headers must be complete within the upload grace time (ABPN_READ_TIMEOUT_S), or the
-connection gets a JSON 408 (nothing at all when not a byte came) and is closed.
+here the headers must be complete within the upload grace time (ABPN_READ_TIMEOUT_S) from the
+connection's start or, on a kept-alive connection, from the next request's first byte, or the
+connection gets a JSON 408 (nothing at all when not a byte came) and is closed. Between
+requests a kept-alive connection idles under uvicorn's keep-alive timeout (ABPN_KEEP_ALIVE_S):
+closing it sooner, as a header deadline would, races the client's reuse of it, and the request
+it was sending on it is lost.
 
 Pinning this class also keeps the server on h11 when httptools happens to be installed, so
 every deployment frames requests the same way."""
@@ -42,6 +46,7 @@ class JsonErrorH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._waiting_after: RequestResponseCycle | None = None
+        self._between_requests = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept the connection and start waiting for the first request's headers."""
@@ -55,10 +60,20 @@ class JsonErrorH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        """After each response, the next request's headers get the same time."""
+        """After each response the connection idles under the keep-alive timeout; the next
+        request's headers get their time from its first byte (`data_received`)."""
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._between_requests = not self.transport.is_closing()
+
+    def data_received(self, data: bytes) -> None:
+        """Start the next request's header deadline with its first byte."""
+        if self._between_requests and data:
+            self._between_requests = False
             self._await_headers()
+        super().data_received(data)
 
     def _await_headers(self) -> None:
         if self._header_timer is not None:

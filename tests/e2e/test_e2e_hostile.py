@@ -253,3 +253,23 @@ def test_headers_that_never_end_get_408_and_idle_connections_are_closed(hostile:
         assert read_answer(idle, READ_TIMEOUT_S + MARGIN_S) is None  # closed, not answered
         assert time.monotonic() - started < READ_TIMEOUT_S + MARGIN_S
         assert idle.recv(1) == b""
+
+
+def test_a_kept_alive_connection_outlives_the_header_deadline_then_closes(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """Idle between requests for longer than ABPN_READ_TIMEOUT_S, the connection still takes
+    the next request (a server closing it then races the client's reuse: the request is lost);
+    idle past ABPN_KEEP_ALIVE_S it is closed."""
+    server = start_server(tmp_path, read_timeout_s=1, keep_alive_s=4)
+    try:
+        with connect(server.port) as kept:
+            for pause in (0, 2.5):
+                time.sleep(pause)
+                kept.sendall(request_head("GET", "/healthz", {}))
+                answer = read_answer(kept, 10)
+                assert answer is not None and answer.status == 200, pause
+            assert read_answer(kept, 4 + MARGIN_S) is None  # closed after the keep-alive time
+            assert kept.recv(1) == b""
+    finally:
+        server.stop()

@@ -76,14 +76,20 @@ async def test_a_tiny_jpeg_claiming_8k_is_400_and_never_computed() -> None:
 
 
 async def test_a_lab_tiff_comes_back_without_alpha() -> None:
+    """Decoded as RGB, not as three bands plus an "A" taken for alpha. Re-encoded, it is RGB;
+    left unchanged (no face) in its own format, it comes back as the bytes sent."""
     out = io.BytesIO()
     Image.new("LAB", (64, 48), (140, 150, 160)).save(out, format="TIFF")
+    lab = out.getvalue()
     async with running() as (_, client):
-        r = await client.post(
-            "/v1/retouch", content=out.getvalue(), headers={"content-type": "image/tiff"}
+        tiff = {"content-type": "image/tiff"}
+        converted = await client.post(
+            "/v1/retouch", content=lab, headers=tiff, params={"format": "png"}
         )
-    assert r.status_code == 200
-    assert Image.open(io.BytesIO(r.content)).mode == "RGB"
+        same = await client.post("/v1/retouch", content=lab, headers=tiff)
+    assert converted.status_code == 200
+    assert Image.open(io.BytesIO(converted.content)).mode == "RGB"
+    assert same.status_code == 200 and same.content == lab
 
 
 async def test_an_unterminated_multipart_body_is_400() -> None:
