@@ -18,6 +18,7 @@ from model.weights import WeightsInfo, load_model
 from service.batcher import Batcher
 from service.codecs import Codecs
 from service.config import Settings
+from service.cpus import available_cpus
 from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
@@ -56,7 +57,7 @@ class Runtime:
         """Start the face workers, load the weights and put one replica on each device, off
         the event loop. A missing or broken checkpoint raises, so the process fails fast with
         the reason."""
-        # Process-wide, and before any replica computes: more threads than the cores left
+        # Process-wide, and before any replica computes: more threads than the CPUs left
         # beside the face workers made every model call several times slower here (OpenMP
         # threads waiting for a core at each barrier).
         torch.set_num_threads(self.settings.torch_thread_count())
@@ -84,6 +85,7 @@ class Runtime:
             "replicas loaded",
             extra={
                 "devices": self.devices,
+                "cpus": available_cpus(),
                 "face_workers": self.settings.face_workers,
                 "torch_threads": torch.get_num_threads(),
                 "compiled_lrl": [e.compiled_lrl is not None for e in engines],

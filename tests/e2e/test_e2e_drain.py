@@ -10,6 +10,7 @@ import signal
 import time
 
 import httpx
+import pytest
 from images import encoded, picture, slow_portrait
 from server_support import start_server, wait_for
 
@@ -67,9 +68,17 @@ def test_sigterm_drains_every_accepted_request(tmp_path) -> None:
         server.stop()
 
 
-def test_drain_timeout_bounds_the_exit_and_answers_everyone(tmp_path) -> None:
+# With and without face workers: requests waiting for one are cut by the drain too.
+@pytest.mark.parametrize("face_workers", [0, 1])
+def test_drain_timeout_bounds_the_exit_and_answers_everyone(tmp_path, face_workers: int) -> None:
     drain_timeout_s = 2.0
-    server = start_server(tmp_path, max_batch_size=1, max_queue=32, drain_timeout_s=drain_timeout_s)
+    server = start_server(
+        tmp_path,
+        max_batch_size=1,
+        max_queue=32,
+        drain_timeout_s=drain_timeout_s,
+        face_workers=face_workers,
+    )
     try:
         # 12 large portraits one at a time (a second or more each): far more than the 2 s drain.
         bodies = [encoded(slow_portrait(1200, 1024, seed=i)) for i in range(12)]
