@@ -387,8 +387,24 @@ class Batcher:
 
 
 def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | BatcherError]:
-    """Run one batch on the replica's thread; a failed batch is re-run one image at a time, so
-    that one bad image, or a batch too big for the device, fails no other request."""
+    """Run one batch on the replica's thread. `return_mask` is per engine call, and a mask
+    costs a full-size array and the LRL even where only whitening was asked for: the requests
+    that asked for a mask run in a call of their own, so that the others never pay for one."""
+    outcomes: list[RetouchResult | BatcherError | None] = [None] * len(batch)
+    for wants_mask in (False, True):
+        indices = [i for i, item in enumerate(batch) if item.return_mask is wants_mask]
+        if indices:
+            group = _compute_group(engine, [batch[i] for i in indices], wants_mask)
+            for i, outcome in zip(indices, group, strict=True):
+                outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _compute_group(
+    engine: Engine, batch: list[WorkItem], return_mask: bool
+) -> list[RetouchResult | BatcherError]:
+    """One engine call; a failed call is re-run one image at a time, so that one bad image,
+    or a batch too big for the device, fails no other request."""
     parses = [item.parse for item in batch]
     # The engine takes the parses of all images or of none.
     given = {"parses": parses} if all(p is not None for p in parses) else {}
@@ -397,7 +413,7 @@ def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | Batc
             engine.retouch_batch(
                 [item.image for item in batch],
                 [item.strength for item in batch],
-                return_mask=any(item.return_mask for item in batch),
+                return_mask=return_mask,
                 whitening=[item.whitening for item in batch],
                 **given,
             )
@@ -411,7 +427,7 @@ def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | Batc
             "batch failed; retrying its images one at a time",
             extra={"batch_size": len(batch), "device": str(engine.device), "error": str(exc)},
         )
-        return [_compute(engine, [item])[0] for item in batch]
+        return [_compute_group(engine, [item], return_mask)[0] for item in batch]
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
