@@ -8,7 +8,8 @@ here the headers must be complete within the upload grace time (ABPN_READ_TIMEOU
 connection gets a JSON 408 (nothing at all when not a byte came) and is closed.
 
 Pinning this class also keeps the server on h11 when httptools happens to be installed, so
-every deployment frames requests the same way."""
+every deployment frames requests the same way. It extends uvicorn's and h11's internals, so
+both are pinned in pyproject.toml to the range tests/service/test_uvicorn_contract.py passed on."""
 
 from __future__ import annotations
 
