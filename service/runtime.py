@@ -22,6 +22,7 @@ from service.cpus import available_cpus
 from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
+from service.warm_up import warm_up_parsed
 
 logger = logging.getLogger("abpn.runtime")
 
@@ -99,7 +100,8 @@ class Runtime:
         """Run a warm-up batch on every replica, freeze what start-up left on the heap, then
         report ready (or failed)."""
         try:
-            await self.batcher.warm_up()
+            # With face workers the replicas never parse: no parser is loaded here for them.
+            await self.batcher.warm_up(warm_up_parsed if self.faces is not None else None)
         except Exception as exc:
             logger.exception("warm-up failed")
             self.lifecycle.mark_failed(f"warm-up failed: {exc}")
@@ -112,6 +114,11 @@ class Runtime:
         gc.freeze()
         logger.info("start-up heap frozen", extra={"objects": gc.get_freeze_count()})
         self.lifecycle.mark_ready()
+
+    def model_busy(self) -> bool:
+        """Whether a replica's thread still computes (a model call or the warm-up, with the
+        LRL's compile), even one given up on: exiting then must not wait for it."""
+        return self._batcher is not None and self._batcher.busy
 
     async def halt(self) -> None:
         """Answer every request waiting for faces or for a replica with ShuttingDown; nothing

@@ -1,5 +1,5 @@
 """The uvicorn and h11 internals the service builds on (service/http_protocol.py, the drain in
-service/__main__.py) are there, and the installed versions lie within the ranges pyproject.toml
+service/server.py) are there, and the installed versions lie within the ranges pyproject.toml
 pins: a uvicorn release that moved them has to be tested and the pin widened on purpose."""
 
 from __future__ import annotations
