@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from images import encoded, picture, slow_portrait
+from images import encoded, slow_portrait
 from server_support import start_server, wait_for
 
 DRAIN_TIMEOUT_S = 60
@@ -20,8 +20,9 @@ DRAIN_TIMEOUT_S = 60
 def test_sigterm_drains_every_accepted_request(tmp_path) -> None:
     server = start_server(tmp_path, max_batch_size=4, max_queue=32, drain_timeout_s=DRAIN_TIMEOUT_S)
     try:
-        # Big enough that the 20 take a few seconds: the drain is observable while it runs.
-        bodies = [encoded(picture(200, 260, seed=i)) for i in range(20)]
+        # Real faces, so that the 20 take a few seconds however the faces are parsed (a picture
+        # without one comes back almost at once): the drain is observable while it runs.
+        bodies = [encoded(slow_portrait(300, 256, seed=i)) for i in range(20)]
 
         async def scenario() -> tuple[list[int], int, int, str]:
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
