@@ -6,7 +6,8 @@ as the service configures it.
 
 What a LitServe user would write, at its best, on one CPU worker: the engine with the LRL
 compiled (`compile_lrl=True`, as the service's default), torch on every usable CPU
-(`service.cpus`: nothing else in the worker computes), the raw JPEG body in, simplejpeg decode
+(`service.cpus`: nothing else in the worker computes), malloc tuned as the service tunes it
+(`model.allocator`), the raw JPEG body in, simplejpeg decode
 in `decode_request`, batches of up to 8 gathered within 10 ms, `retouch_batch`, simplejpeg
 encode at quality 90 in `encode_response`, JPEG out with the faces found in `X-Faces`, and
 LitServe's ZeroMQ queue between its API server and the worker (`fast_queue`). LitServe runs
@@ -26,6 +27,7 @@ import simplejpeg
 import torch
 from fastapi import Body, Response
 
+from model.allocator import tune_malloc
 from model.engine import RetouchEngine, RetouchResult
 from model.weights import load_model
 from service.cpus import available_cpus
@@ -50,9 +52,11 @@ class RetouchAPI(ls.LitAPI):
         self.torch_threads = torch_threads or available_cpus()
 
     def setup(self, device: str) -> None:
-        """Set torch's threads, load the weights and warm the engine up (compiling the LRL),
-        in the worker process."""
+        """Set torch's threads, tune malloc (as the service does by default,
+        ABPN_TUNE_MALLOC), load the weights and warm the engine up (compiling the LRL), in the
+        worker process."""
         torch.set_num_threads(self.torch_threads)
+        tune_malloc()
         model = load_model(self.weights).model
         self.engine = RetouchEngine(model, device, compile_lrl=self.compile_lrl)
         self.engine.warmup()

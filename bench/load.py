@@ -54,7 +54,15 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("-m model.", "-m bench.", "/bench/", "model/train")
+HEAVY = (
+    "-m model.",
+    "-m bench.",
+    "/bench/",
+    "model/train",
+    "-m training.",
+    "-m evaluation.",
+    "pytest",
+)
 """Command-line fragments of other work (training, evaluation, benchmarks) that would skew the
 figures when running beside; this benchmark's own processes are left out."""
 OWN = ("bench.load", "bench.litserve_server", "multiprocessing")
