@@ -22,7 +22,8 @@ def _default_codec_threads() -> int:
 def _default_face_workers() -> int:
     # One worker per four CPUs keeps the model's cores fed. Below four, a worker takes a whole
     # CPU from torch: on 2 CPUs the service did 5.94 images/s with one worker and one torch
-    # thread against 7.58 with none and two (docs/benchmarks.md, "Serving overhead").
+    # thread against 7.58 with none and two (512x384 portraits, 16 clients; docs/benchmarks.md,
+    # "Serving overhead, second pass").
     return available_cpus() // 4
 
 
