@@ -1,12 +1,18 @@
-"""The comparison server for bench/load.py: LitServe serving the same RetouchEngine.
+"""The comparison server for bench/load.py: LitServe serving the same RetouchEngine, configured
+as the service configures it.
 
-    python -m bench.litserve_server --port 8001 [--weights PATH|random]
+    python -m bench.litserve_server --port 8001 [--weights PATH|random] [--eager]
+        [--torch-threads N] [--no-fast-queue]
 
-What LitServe's own examples would do, on one CPU worker: the raw JPEG body in, simplejpeg
-decode, batches of up to 8 gathered within 10 ms, `retouch_batch`, simplejpeg encode at
-quality 90, JPEG out with the faces found in `X-Faces`. LitServe runs decode, model and encode
-in its worker process and HTTP in a separate API-server process. Needs the `bench` extra
-(`pip install -e ".[bench]"`); nothing in the service imports it.
+What a LitServe user would write, at its best, on one CPU worker: the engine with the LRL
+compiled (`compile_lrl=True`, as the service's default), torch on every usable CPU
+(`service.cpus`: nothing else in the worker computes), malloc tuned as the service tunes it
+(`model.allocator`), the raw JPEG body in, simplejpeg decode
+in `decode_request`, batches of up to 8 gathered within 10 ms, `retouch_batch`, simplejpeg
+encode at quality 90 in `encode_response`, JPEG out with the faces found in `X-Faces`, and
+LitServe's ZeroMQ queue between its API server and the worker (`fast_queue`). LitServe runs
+decode, model and encode in its worker process and HTTP in a separate API-server process.
+Needs the `bench` extra (`pip install -e ".[bench]"`); nothing in the service imports it.
 """
 
 # No `from __future__ import annotations` here: LitServe reads decode_request's annotation
@@ -18,10 +24,13 @@ from typing import Annotated
 import litserve as ls
 import numpy as np
 import simplejpeg
+import torch
 from fastapi import Body, Response
 
+from model.allocator import tune_malloc
 from model.engine import RetouchEngine, RetouchResult
 from model.weights import load_model
+from service.cpus import available_cpus
 
 QUALITY = 90
 
@@ -29,13 +38,27 @@ QUALITY = 90
 class RetouchAPI(ls.LitAPI):
     """JPEG bytes -> RetouchEngine.retouch_batch -> JPEG bytes."""
 
-    def __init__(self, weights: str | None, max_batch_size: int, batch_timeout: float) -> None:
+    def __init__(
+        self,
+        weights: str | None,
+        max_batch_size: int,
+        batch_timeout: float,
+        compile_lrl: bool = True,
+        torch_threads: int = 0,
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.weights = weights
+        self.compile_lrl = compile_lrl
+        self.torch_threads = torch_threads or available_cpus()
 
     def setup(self, device: str) -> None:
-        """Load the weights and warm the engine up, in the worker process."""
-        self.engine = RetouchEngine(load_model(self.weights).model, device)
+        """Set torch's threads, tune malloc (as the service does by default,
+        ABPN_TUNE_MALLOC), load the weights and warm the engine up (compiling the LRL), in the
+        worker process."""
+        torch.set_num_threads(self.torch_threads)
+        tune_malloc()
+        model = load_model(self.weights).model
+        self.engine = RetouchEngine(model, device, compile_lrl=self.compile_lrl)
         self.engine.warmup()
 
     # The annotation makes FastAPI hand over the raw body (any non-JSON content type) as bytes;
@@ -71,9 +94,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default=None, help='unset: shipped; "random" or a path')
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-timeout", type=float, default=0.010, help="seconds")
+    parser.add_argument("--eager", action="store_true", help="do not compile the LRL")
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: every usable CPU")
+    parser.add_argument("--no-fast-queue", action="store_true", help="LitServe's default queue")
     args = parser.parse_args(argv)
-    api = RetouchAPI(args.weights or None, args.max_batch_size, args.batch_timeout)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=600)
+    api = RetouchAPI(
+        args.weights or None,
+        args.max_batch_size,
+        args.batch_timeout,
+        compile_lrl=not args.eager,
+        torch_threads=args.torch_threads,
+    )
+    server = ls.LitServer(
+        api,
+        accelerator="cpu",
+        workers_per_device=1,
+        timeout=600,
+        fast_queue=not args.no_fast_queue,
+    )
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
 
 

@@ -3,24 +3,31 @@ concurrency level, against the in-process engine's throughput on the same photos
 the serving overhead is measured against), and side by side with LitServe serving the same
 engine.
 
-    python -m bench.load --compare [--pairs 3] [--concurrency 16 64] [--weights shipped]
+    python -m bench.load --compare [--pairs 2] [--abpn-variant face_workers=1,torch_threads=1]
     python -m bench.load --spawn [--batch-sizes 8 1] [--concurrency 1 4 16 64]
     python -m bench.load --url http://host:8000 [--concurrency ...]
 
-`--compare` starts `python -m service` and `bench.litserve_server` (batches of up to 8 within
-10 ms, one CPU worker each) on free loopback ports, one server at a time, alternating A B A B
-for --pairs pairs, and measures the engine ceiling (batches of 8, on a worker thread) before
-the first and after the last run while no server runs. Each run records the load average
-before and after it, the CPU the server's processes used, and which other heavy processes
-(training, evaluation, benchmarks) were running: a run is "quiet" when there were none and
-the 1-minute load average before it was below 0.5 per core.
+`--compare` starts `python -m service` (as configured by default: threads and face workers
+from the usable CPUs, the LRL compiled) and `bench.litserve_server` (the same engine as the
+service configures it: compiled LRL, torch on every usable CPU; batches of up to 8 within
+10 ms, one CPU worker) on free loopback ports, one server at a time, alternating A B A B for
+--pairs pairs (each --abpn-variant, abpn-serve with those ABPN_* settings, joins the rotation),
+and sends every load of COMPARE_CASES to each: 512x384 portraits from 16 clients, 4K group
+shots of 3 faces from 8, and 12 MP photos of 2 faces one at a time. The in-process engine
+(compiled LRL, on a worker thread) is measured on the same photos at every torch thread count
+from 1 to the usable CPUs, before the first and after the last run while no server runs; the
+best count is the ceiling. One table gives every run's throughput, p50 and p99 and the CPU
+each of the server's processes used, then the ratios. Each run records the load average before
+and after it and which other heavy processes (training, evaluation, benchmarks) were running:
+a run is "quiet" when there were none and the 1-minute load average before it was below 0.5
+per core.
 `--spawn` starts `python -m service` once per batch size, with the engine ceiling before and
 after. `--url` measures a server that is already running, as it is configured.
 The photos are crops and resizes of a real portrait (matplotlib's grace_hopper.jpg), each
 different, so that every request's face is parsed and retouched; a response saying it found
-no face (`X-Faces: 0`) is counted apart. Each level sends --requests requests (at least one
-per client) and stops early after --duration seconds. The tables are printed and everything
-is written to bench/results/ as JSON (or --out).
+no face (`X-Faces: 0`) is counted apart. Each level sends its requests (at least one per
+client) and stops early after --duration seconds. The tables are printed and everything is
+written to bench/results/ as JSON (or --out).
 """
 
 from __future__ import annotations
@@ -47,15 +54,23 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("-m model.", "-m bench.", "/bench/", "model/train")
+HEAVY = (
+    "-m model.",
+    "-m bench.",
+    "/bench/",
+    "model/train",
+    "-m training.",
+    "-m evaluation.",
+    "pytest",
+)
 """Command-line fragments of other work (training, evaluation, benchmarks) that would skew the
 figures when running beside; this benchmark's own processes are left out."""
 OWN = ("bench.load", "bench.litserve_server", "multiprocessing")
 
 
-def portraits(size: tuple[int, int], count: int = 8, quality: int = 90) -> list[bytes]:
-    """`count` distinct JPEGs of `size` (h, w), each a crop of the real portrait at its own
-    scale, position and side (mirrored every other one): real faces, different bodies."""
+def _portrait(size: tuple[int, int], i: int):
+    """Photo `i` of `portraits`: a crop of the real portrait of `size` (h, w) at its own scale,
+    position and side."""
     from matplotlib import cbook
     from PIL import Image
 
@@ -64,20 +79,50 @@ def portraits(size: tuple[int, int], count: int = 8, quality: int = 90) -> list[
     source = Image.open(path).convert("RGB")
     # At least large enough to hold the crop, then 6% larger per photo.
     base = max(w / source.width, h / source.height, 1.0)
-    images = []
+    scale = base * (1.0 + 0.06 * (i % 8))
+    photo = source.resize(
+        (round(source.width * scale), round(source.height * scale)), Image.Resampling.LANCZOS
+    )
+    if i % 2:
+        photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    x0 = min(max(0, (photo.width - w) // 2 + 8 * (i % 3 - 1)), photo.width - w)
+    y0 = min(photo.height - h, round(photo.height * 0.03) + 12 * (i % 8))
+    return photo.crop((x0, y0, x0 + w, y0 + h))
+
+
+def _jpeg(image, quality: int) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def portraits(size: tuple[int, int], count: int = 8, quality: int = 90) -> list[bytes]:
+    """`count` distinct JPEGs of `size` (h, w), each a crop of the real portrait at its own
+    scale, position and side (mirrored every other one): real faces, different bodies."""
+    return [_jpeg(_portrait(size, i), quality) for i in range(count)]
+
+
+def group_photos(
+    size: tuple[int, int], faces: int, count: int = 4, quality: int = 90
+) -> list[bytes]:
+    """`count` distinct JPEGs of `size` (h, w), each `faces` different crops of the portrait
+    side by side (as `portraits` cuts them): a group shot, every face parsed and retouched."""
+    from PIL import Image
+
+    h, w = size
+    slot = w // faces
+    photos = []
     for i in range(count):
-        scale = base * (1.0 + 0.06 * i)
-        photo = source.resize(
-            (round(source.width * scale), round(source.height * scale)), Image.Resampling.LANCZOS
-        )
-        if i % 2:
-            photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        x0 = min(max(0, (photo.width - w) // 2 + 8 * (i % 3 - 1)), photo.width - w)
-        y0 = min(photo.height - h, round(photo.height * 0.03) + 12 * i)
-        out = io.BytesIO()
-        photo.crop((x0, y0, x0 + w, y0 + h)).save(out, format="JPEG", quality=quality)
-        images.append(out.getvalue())
-    return images
+        canvas = Image.new("RGB", (w, h))
+        for j in range(faces):
+            canvas.paste(_portrait((h, slot), i * faces + j), (j * slot, 0))
+        photos.append(_jpeg(canvas, quality))
+    return photos
+
+
+def photos(size: tuple[int, int], faces: int) -> list[bytes]:
+    """The load's JPEGs: single portraits, or group shots of `faces` faces."""
+    return portraits(size) if faces == 1 else group_photos(size, faces)
 
 
 @dataclass
@@ -101,6 +146,8 @@ class LevelResult:
     """Images per model call during the level, from abpn-serve's abpn_batch_size."""
     server_cores: float | None = None
     """CPU seconds of the server's processes per second of the level: cores kept busy."""
+    process_cores: list[tuple[str, float]] = field(default_factory=list)
+    """The same per process, (role, cores), busiest first: "main" is the server's process."""
     error_kinds: dict[str, int] = field(default_factory=dict)
 
 
@@ -127,30 +174,64 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class CpuMeter:
-    """CPU time of a process and all its descendants (psutil)."""
+    """CPU time of a process and all its descendants (psutil), in all and per process."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
 
-    def seconds(self) -> float | None:
-        """User + system CPU seconds so far, or None without a process to follow."""
+    def per_process(self) -> dict[int, tuple[str, float]]:
+        """pid -> (role, user + system CPU seconds so far) of the process and its descendants;
+        empty without a process to follow."""
         if self.pid is None:
-            return None
+            return {}
         import psutil
 
         try:
             root = psutil.Process(self.pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return None
-        total = 0.0
+            return {}
+        out = {}
         for proc in procs:
             try:
                 times = proc.cpu_times()
+                role = "main" if proc.pid == self.pid else _role(proc.cmdline())
             except psutil.NoSuchProcess:
                 continue
-            total += times.user + times.system
-        return total
+            out[proc.pid] = (role, times.user + times.system)
+        return out
+
+    def seconds(self) -> float | None:
+        """User + system CPU seconds so far of all of them, or None without a process."""
+        procs = self.per_process()
+        return sum(s for _, s in procs.values()) if procs else None
+
+
+def _role(cmdline: list[str]) -> str:
+    """A short name for a server's child process, from its command line."""
+    cmd = " ".join(cmdline)
+    for marker, role in (
+        ("resource_tracker", "tracker"),
+        ("compile_worker", "compiler"),
+        ("spawn_main", "spawned"),
+        ("forkserver", "forkserver"),
+    ):
+        if marker in cmd:
+            return role
+    return "child"
+
+
+def cores_per_process(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float
+) -> list[tuple[str, float]]:
+    """(role, cores) of every process that used at least 0.01 cores over `seconds`, busiest
+    first."""
+    rows = []
+    for pid, (role, total) in after.items():
+        cores = (total - before.get(pid, (role, 0.0))[1]) / seconds
+        if cores >= 0.01:
+            rows.append((role, round(cores, 2)))
+    return sorted(rows, key=lambda r: -r[1])
 
 
 async def run_level(
@@ -172,7 +253,7 @@ async def run_level(
     jpeg = {"content-type": "image/jpeg"}
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         batches_before = await _batch_totals(client)
-        cpu_before = cpu.seconds() if cpu else None
+        cpu_before = cpu.per_process() if cpu else {}
         started = time.perf_counter()
         stop_at = started + duration
 
@@ -195,16 +276,15 @@ async def run_level(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-        cpu_after = cpu.seconds() if cpu else None
+        cpu_after = cpu.per_process() if cpu else {}
         batches_after = await _batch_totals(client)
     ok = len(latencies)
     mean_batch = None
     if batches_before and batches_after and batches_after[1] > batches_before[1]:
         images_run = batches_after[0] - batches_before[0]
         mean_batch = round(images_run / (batches_after[1] - batches_before[1]), 2)
-    cores = None
-    if cpu_before is not None and cpu_after is not None:
-        cores = round((cpu_after - cpu_before) / seconds, 2)
+    per_process = cores_per_process(cpu_before, cpu_after, seconds)
+    cores = round(sum(c for _, c in per_process), 2) if cpu_after else None
     return LevelResult(
         label=label,
         concurrency=concurrency,
@@ -219,6 +299,7 @@ async def run_level(
         faceless=faceless,
         mean_batch=mean_batch,
         server_cores=cores,
+        process_cores=per_process,
         error_kinds=error_kinds,
     )
 
@@ -250,20 +331,47 @@ async def sweep(
     return rows
 
 
+@dataclass(frozen=True)
+class Case:
+    """One load: photos of `size` (h, w) with `faces` faces each, from `clients` clients back
+    to back, `requests` in all (at most)."""
+
+    name: str
+    size: tuple[int, int]
+    faces: int
+    clients: int
+    requests: int
+
+    @property
+    def batch_size(self) -> int:
+        """What the engine ceiling runs in: batches of 8, or one photo for a lone client."""
+        return 1 if self.clients == 1 else 8
+
+
+COMPARE_CASES = (
+    Case("512x384", (384, 512), 1, 16, 64),
+    Case("4K, 3 faces", (2160, 3840), 3, 8, 24),
+    Case("12 MP alone", (3000, 4000), 2, 1, 6),
+)
+"""--compare's loads: the issue's small portraits, a group shot at 4K, and one 12 MP photo at a
+time (the latency of a request alone against one engine call)."""
+
+
 def engine_ceiling(
-    size: tuple[int, int], batch_size: int, weights: str | None, count: int, duration: float
-) -> dict:
-    """Images per second of RetouchEngine.retouch_batch alone on `portraits(size)` (decoded
-    inputs, faces parsed inside it as it does by default, no HTTP, no codecs), in batches of
-    `batch_size`, on the CPU. Like the servers (and as the engine asks), it runs on a worker
-    thread: on a busy 2-core machine the same loop on the main thread was measured up to 4x
-    slower (OpenMP contention), which would flatter the servers. Runs in a child process so
-    that nothing of it (threads, memory) stays in the load generator."""
+    cases: list[Case], weights: str | None, threads: int, compile_lrl: bool, duration: float
+) -> list[dict]:
+    """Per case, RetouchEngine.retouch_batch alone on the case's photos (decoded inputs, faces
+    parsed inside it as it does by default, no HTTP, no codecs) in batches of
+    `case.batch_size`, with `threads` torch threads and the LRL compiled or not: images per
+    second and the median seconds per call. Like the servers (and as the engine asks), it runs
+    on a worker thread: on a busy 2-core machine the same loop on the main thread was measured
+    up to 4x slower (OpenMP contention), which would flatter the servers. Runs in a child
+    process so that nothing of it (threads, memory) stays in the load generator."""
     code = (
         "import json, sys; from bench.load import _engine_ceiling; "
         "print(json.dumps(_engine_ceiling(*json.loads(sys.argv[1]))))"
     )
-    argv = json.dumps([list(size), batch_size, weights, count, duration])
+    argv = json.dumps([[asdict(c) for c in cases], weights, threads, compile_lrl, duration])
     out = subprocess.run(
         [sys.executable, "-c", code, argv], cwd=REPO, capture_output=True, text=True, check=True
     )
@@ -271,34 +379,47 @@ def engine_ceiling(
 
 
 def _engine_ceiling(
-    size: list[int], batch_size: int, weights: str | None, count: int, duration: float
-) -> dict:
+    cases: list[dict], weights: str | None, threads: int, compile_lrl: bool, duration: float
+) -> list[dict]:
+    import torch
+
     from model.engine import RetouchEngine
     from model.photo import decode
     from model.weights import load_model
 
-    engine = RetouchEngine(load_model(weights).model, "cpu")
-    pixels = [decode(data).rgb for data in portraits((size[0], size[1]))]
+    torch.set_num_threads(threads)
+    engine = RetouchEngine(load_model(weights).model, "cpu", compile_lrl=compile_lrl)
 
-    def measure() -> dict:
-        engine.warmup()
+    def measure(case: Case) -> dict:
+        pixels = [decode(data).rgb for data in photos(case.size, case.faces)]
+        batch_size = case.batch_size
         engine.retouch_batch(pixels[:batch_size])  # first call at this size: untimed
-        done, faces, started = 0, 0, time.perf_counter()
-        while done < count and time.perf_counter() - started < duration:
+        done, faces, calls, started = 0, 0, [], time.perf_counter()
+        while done < case.requests and time.perf_counter() - started < duration:
             batch = [pixels[(done + i) % len(pixels)] for i in range(batch_size)]
-            faces += sum(r.faces > 0 for r in engine.retouch_batch(batch))
+            t0 = time.perf_counter()
+            faces += sum(r.faces for r in engine.retouch_batch(batch))
+            calls.append(time.perf_counter() - t0)
             done += batch_size
         seconds = time.perf_counter() - started
         return {
+            "case": case.name,
+            "threads": threads,
+            "compiled_lrl": engine.compiled_lrl is not None,
             "batch_size": batch_size,
             "images": done,
-            "with_faces": faces,
+            "faces_per_image": round(faces / done, 2),
             "seconds": round(seconds, 3),
             "throughput": round(done / seconds, 3),
+            "call_p50_ms": round(float(np.median(calls)) * 1000, 1),
         }
 
+    def run_all() -> list[dict]:
+        engine.warmup()
+        return [measure(Case(**{**c, "size": tuple(c["size"])})) for c in cases]
+
     with ThreadPoolExecutor(1) as thread:
-        return thread.submit(measure).result()
+        return thread.submit(run_all).result()
 
 
 def _free_port() -> int:
@@ -365,7 +486,8 @@ def service_server(settings: dict[str, str]) -> Server:
 
 
 def litserve_server(weights: str, batch_size: int, batch_wait_ms: float) -> Server:
-    """bench.litserve_server (LitServe over the same engine)."""
+    """bench.litserve_server: LitServe over the same engine, as the service configures it
+    (compiled LRL, torch on every usable CPU, ZeroMQ queue)."""
     port = _free_port()
     argv = [sys.executable, "-m", "bench.litserve_server", "--port", str(port)]
     argv += ["--weights", weights, "--max-batch-size", str(batch_size)]
@@ -430,123 +552,196 @@ def _service_settings(weights: str, batch_size: int, args: argparse.Namespace) -
 
 
 def _ceiling(batch_size: int, weights: str, args: argparse.Namespace) -> dict:
-    result = engine_ceiling(args.size, batch_size, weights, args.engine_images, args.duration)
+    """--spawn's engine ceiling: the service's photos in batches of `batch_size`, the engine
+    as the service runs it (compiled LRL, torch on the usable CPUs)."""
+    from service.cpus import available_cpus
+
+    h, w = args.size
+    clients = 1 if batch_size == 1 else batch_size
+    case = Case(f"{w}x{h}", args.size, 1, clients, args.engine_images)
+    result = engine_ceiling([case], weights, available_cpus(), True, args.duration)[0]
     print(
-        f"{'engine batch=' + str(batch_size):<22} {'':>5} {result['images']:>5} {'':>5} {'':>4} "
-        f"{'':>4} {result['throughput']:>7.2f}",
+        f"{'engine batch=' + str(result['batch_size']):<22} {'':>5} {result['images']:>5} "
+        f"{'':>5} {'':>4} {'':>4} {result['throughput']:>7.2f}",
         flush=True,
     )
     return result
 
 
-def compare(images: list[bytes], weights: str, args: argparse.Namespace) -> dict:
-    """abpn-serve (A) and LitServe (B), one at a time, A B A B, between two engine ceilings."""
-    before = _ceiling(args.batch_sizes[0], weights, args)
+def _parse_variant(text: str) -> dict[str, str]:
+    """ "face_workers=1,torch_threads=1" -> ABPN_* overrides for an extra abpn-serve run."""
+    pairs = (item.split("=", 1) for item in text.split(",") if item)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+async def run_cases(
+    target: Target, label: str, loads: dict[str, list[bytes]], args: argparse.Namespace
+) -> list[LevelResult]:
+    """Every case against one server: two untimed requests of each first, then the level."""
+    cpu = CpuMeter(target.pid)
+    rows = []
+    for case in args.cases:
+        images = loads[case.name]
+        await run_level(target.url, target.path, label, images, 2, 2, args.duration)
+        row = await run_level(
+            target.url,
+            target.path,
+            f"{label} {case.name}",
+            images,
+            case.clients,
+            case.requests,
+            args.duration,
+            cpu,
+        )
+        print(_format_row(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def compare(weights: str, args: argparse.Namespace) -> dict:
+    """abpn-serve (A, and any --abpn-variant) and LitServe (B), one at a time, A B A B, every
+    case against each, between two rounds of engine ceilings at every torch thread count."""
+    from service.cpus import available_cpus
+
+    loads = {case.name: photos(case.size, case.faces) for case in args.cases}
+    threads = list(range(1, available_cpus() + 1))
+    settings = _service_settings(weights, args.batch_sizes[0], args)
+    servers: list[tuple[str, dict[str, str] | None]] = [
+        ("abpn-serve", settings),
+        ("litserve", None),
+    ]
+    for variant in args.abpn_variant:
+        label = "abpn-serve " + ",".join(f"{k}={v}" for k, v in variant.items())
+        servers.append((label, {**settings, **variant}))
+
+    def ceilings() -> list[dict]:
+        rows = []
+        for n in threads:
+            rows += engine_ceiling(args.cases, weights, n, True, args.duration)
+        for row in rows:
+            print(
+                f"engine {row['case']:<12} threads={row['threads']} batch={row['batch_size']}: "
+                f"{row['throughput']:.2f} img/s, {row['call_p50_ms']:.0f} ms per call, "
+                f"{row['faces_per_image']} faces per image",
+                flush=True,
+            )
+        return rows
+
+    before = ceilings()
     runs = []
     for pair in range(args.pairs):
-        for name in ("abpn-serve", "litserve"):
+        for name, overrides in servers:
             state_before = machine_state()
-            if name == "abpn-serve":
-                server = service_server(_service_settings(weights, args.batch_sizes[0], args))
-            else:
+            if overrides is None:
                 server = litserve_server(weights, args.batch_sizes[0], args.batch_wait_ms)
+            else:
+                server = service_server(overrides)
             try:
                 server.wait_ready()
-                rows = asyncio.run(sweep(server.target, f"{name} #{pair + 1}", images, args))
+                rows = asyncio.run(run_cases(server.target, f"{name} #{pair + 1}", loads, args))
             finally:
                 server.stop()
             state_after = machine_state()
+            levels = [{"case": c.name, **asdict(r)} for c, r in zip(args.cases, rows, strict=True)]
             runs.append(
                 {
                     "pair": pair + 1,
                     "server": name,
-                    "levels": [asdict(r) for r in rows],
+                    "levels": levels,
                     "before": state_before,
                     "after": state_after,
                     "quiet": is_quiet(state_before, state_after),
                 }
             )
-    after = _ceiling(args.batch_sizes[0], weights, args)
-    ceiling = round((before["throughput"] + after["throughput"]) / 2, 3)
-    summary = summarise(runs, args.concurrency, ceiling)
-    print_summary(summary, before, after)
+    after = ceilings()
+    engine = best_engine(before, after)
+    summary = summarise(runs, args.cases, engine)
+    print_summary(runs, summary, engine)
     return {
-        "engine": {"before": before, "after": after, "mean": ceiling},
+        "engine": {"before": before, "after": after, "best": engine},
         "runs": runs,
         "summary": summary,
     }
 
 
-def summarise(runs: list[dict], levels: list[int], ceiling: float) -> dict:
-    """Per level: each pair's images/s and p99 for both, their ratio, and the means."""
-    out: dict = {}
-    for c in levels:
-        pairs = []
-        for pair in sorted({r["pair"] for r in runs}):
-            row = {}
-            for r in runs:
-                if r["pair"] == pair:
-                    level = next(x for x in r["levels"] if x["concurrency"] == c)
-                    row[r["server"]] = {
-                        "throughput": level["throughput"],
-                        "p99_ms": level["p99_ms"],
-                        "cores": level["server_cores"],
-                        "errors": level["errors"],
-                        "faceless": level["faceless"],
-                        "quiet": r["quiet"],
-                    }
-            a, b = row["abpn-serve"], row["litserve"]
-            row["ratio"] = round(a["throughput"] / b["throughput"], 3)
-            row["p99_ratio"] = round(a["p99_ms"] / b["p99_ms"], 3)
-            pairs.append({"pair": pair, **row})
-        out[str(c)] = {
-            "pairs": pairs,
-            "ratio_mean": round(float(np.mean([p["ratio"] for p in pairs])), 3),
-            "p99_ratio_mean": round(float(np.mean([p["p99_ratio"] for p in pairs])), 3),
-            "abpn_vs_engine": round(
-                float(np.mean([p["abpn-serve"]["throughput"] for p in pairs])) / ceiling, 3
-            ),
-            "litserve_vs_engine": round(
-                float(np.mean([p["litserve"]["throughput"] for p in pairs])) / ceiling, 3
-            ),
+def best_engine(before: list[dict], after: list[dict]) -> dict[str, dict]:
+    """Per case, the engine at its best thread count: the highest throughput averaged over the
+    two rounds, with its median call time."""
+    best: dict[str, dict] = {}
+    for first, second in zip(before, after, strict=True):
+        mean = {
+            "threads": first["threads"],
+            "throughput": round((first["throughput"] + second["throughput"]) / 2, 3),
+            "call_p50_ms": round((first["call_p50_ms"] + second["call_p50_ms"]) / 2, 1),
+            "rounds": [first["throughput"], second["throughput"]],
         }
-    every = [p["ratio"] for level in out.values() for p in level["pairs"]]
-    out["all"] = {
-        "ratio_mean": round(float(np.mean(every)), 3),
-        "abpn_faster": sum(r > 1.0 for r in every),
-        "paired_runs": len(every),
-    }
+        kept = best.get(first["case"])
+        if kept is None or mean["throughput"] > kept["throughput"]:
+            best[first["case"]] = mean
+    return best
+
+
+def summarise(runs: list[dict], cases: list[Case], engine: dict[str, dict]) -> dict:
+    """Per case and server: the means over pairs, and the ratios the targets are stated in
+    (each pair against its LitServe run, the mean against the best engine)."""
+    out: dict = {}
+    for case in cases:
+        per_server: dict[str, list[dict]] = {}
+        for run in runs:
+            level = next(x for x in run["levels"] if x["case"] == case.name)
+            per_server.setdefault(run["server"], []).append(level)
+        lit = per_server["litserve"]
+        best = engine[case.name]
+        entry: dict = {}
+        for name, levels in per_server.items():
+            throughput = float(np.mean([lv["throughput"] for lv in levels]))
+            row: dict = {
+                "throughput": round(throughput, 3),
+                "p50_ms": round(float(np.mean([lv["p50_ms"] for lv in levels])), 1),
+                "p99_ms": round(float(np.mean([lv["p99_ms"] for lv in levels])), 1),
+                "vs_engine": round(throughput / best["throughput"], 3),
+            }
+            if name != "litserve":
+                pairs = list(zip(levels, lit, strict=True))
+                row["vs_litserve"] = [round(a["throughput"] / b["throughput"], 3) for a, b in pairs]
+                row["p99_vs_litserve"] = [round(a["p99_ms"] / b["p99_ms"], 3) for a, b in pairs]
+            if case.clients == 1:
+                row["p50_vs_engine_call"] = round(row["p50_ms"] / best["call_p50_ms"], 3)
+            entry[name] = row
+        out[case.name] = entry
     return out
 
 
-def print_summary(summary: dict, before: dict, after: dict) -> None:
-    """The side-by-side table."""
-    print(f"\nengine ceiling: {before['throughput']:.2f} before, {after['throughput']:.2f} after")
-    print(
-        f"{'clients':>7} {'pair':>4} {'abpn img/s':>10} {'lit img/s':>9} {'ratio':>6} "
-        f"{'abpn p99':>9} {'lit p99':>9} {'abpn cores':>10} {'lit cores':>9} {'quiet':>6}"
-    )
-    for c, level in summary.items():
-        if c == "all":
-            continue
-        for p in level["pairs"]:
-            a, b = p["abpn-serve"], p["litserve"]
-            quiet = "yes" if a["quiet"] and b["quiet"] else "no"
+TABLE = (
+    f"{'case':<12} {'server':<40} {'img/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'err':>4} "
+    f"{'nofc':>4}  cores per process"
+)
+
+
+def print_summary(runs: list[dict], summary: dict, engine: dict[str, dict]) -> None:
+    """The one table (every run, then the engine at its best) and the ratios."""
+    print("\n" + TABLE)
+    for run in runs:
+        server = f"{run['server']} #{run['pair']}" + ("" if run["quiet"] else " (busy)")
+        for lv in run["levels"]:
+            cores = ", ".join(f"{role} {c:.2f}" for role, c in lv["process_cores"])
             print(
-                f"{c:>7} {p['pair']:>4} {a['throughput']:>10.2f} {b['throughput']:>9.2f} "
-                f"{p['ratio']:>6.2f} {a['p99_ms']:>9.0f} {b['p99_ms']:>9.0f} "
-                f"{a['cores'] or 0:>10.2f} {b['cores'] or 0:>9.2f} {quiet:>6}"
+                f"{lv['case']:<12} {server:<40} {lv['throughput']:>6.2f} {lv['p50_ms']:>8.0f} "
+                f"{lv['p99_ms']:>8.0f} {lv['errors']:>4} {lv['faceless']:>4}  {cores}"
             )
-        print(
-            f"{c:>7} mean ratio {level['ratio_mean']:.2f}, p99 ratio {level['p99_ratio_mean']:.2f};"
-            f" vs engine: abpn-serve {level['abpn_vs_engine']:.0%},"
-            f" litserve {level['litserve_vs_engine']:.0%}"
-        )
-    total = summary["all"]
-    print(
-        f"all: abpn-serve / litserve = {total['ratio_mean']:.2f} on average, faster in "
-        f"{total['abpn_faster']} of {total['paired_runs']} paired runs"
-    )
+    for name, best in engine.items():
+        label = f"engine, {best['threads']} torch threads (best)"
+        print(f"{name:<12} {label:<40} {best['throughput']:>6.2f} {best['call_p50_ms']:>8.0f}")
+    print()
+    for name, entry in summary.items():
+        for server, row in entry.items():
+            parts = [f"{row['vs_engine']:.0%} of the engine"]
+            if "vs_litserve" in row:
+                parts.append("x LitServe " + " ".join(f"{r:.2f}" for r in row["vs_litserve"]))
+                parts.append("p99/LitServe " + " ".join(f"{r:.2f}" for r in row["p99_vs_litserve"]))
+            if "p50_vs_engine_call" in row:
+                parts.append(f"alone {row['p50_vs_engine_call']:.2f}x one engine call")
+            print(f"{name:<12} {server:<40} " + "; ".join(parts))
 
 
 def spawn_sweep(images: list[bytes], weights: str, args: argparse.Namespace) -> dict:
@@ -598,7 +793,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=_parse_size, default=(384, 512), help="WxH, e.g. 512x384")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 1])
     parser.add_argument("--batch-wait-ms", type=float, default=10.0)
-    parser.add_argument("--pairs", type=int, default=3, help="--compare: A B pairs")
+    parser.add_argument("--pairs", type=int, default=2, help="--compare: A B pairs")
+    parser.add_argument(
+        "--abpn-variant",
+        type=_parse_variant,
+        action="append",
+        default=[],
+        help="--compare: also abpn-serve with these settings, e.g. face_workers=1,torch_threads=1",
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=None,
+        help="--compare: names of COMPARE_CASES to run (default: all)",
+    )
     parser.add_argument("--engine-images", type=int, default=64, help="per engine ceiling")
     parser.add_argument(
         "--weights",
@@ -612,6 +820,8 @@ def main(argv: list[str] | None = None) -> None:
         args.concurrency = [16, 64] if args.compare else [1, 4, 16, 64]
     if args.compare:
         args.batch_sizes = args.batch_sizes[:1]
+        chosen = args.cases or [c.name for c in COMPARE_CASES]
+        args.cases = [c for c in COMPARE_CASES if c.name in chosen]
     args.weights = args.weights or ("shipped" if args.compare else "random")
     # The service reads an empty ABPN_WEIGHTS, and load_model an empty spec, as "shipped".
     weights = "" if args.weights == "shipped" else args.weights
@@ -636,7 +846,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine_before": machine_state(),
     }
     if args.compare:
-        report.update(compare(images, weights, args))
+        report["cases"] = [asdict(c) for c in args.cases]
+        report.update(compare(weights, args))
     elif args.spawn:
         report.update(spawn_sweep(images, weights, args))
     else:

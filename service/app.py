@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if digests is not None:
         # Added first, so it runs inside the request context (request id, metrics, access log).
         app.add_middleware(auth.ApiKeyMiddleware, digests=digests, metrics=runtime.metrics)
+        auth.document(app)
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
     app.include_router(retouch.router)
     app.include_router(health.router)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,6 +21,8 @@ from service.errors import ServiceError, error_response
 from service.metrics import Metrics
 
 PROTECTED_PREFIX = "/v1/"
+SECURITY_SCHEME = "apiKey"
+"""The bearer key's name in the OpenAPI schema's `components.securitySchemes`."""
 MIN_KEY_LENGTH = 16
 """Shorter keys are refused at start-up: a guessable key is no protection."""
 
@@ -103,3 +107,27 @@ class ApiKeyMiddleware:
 
 def _protected(path: str) -> bool:
     return path.startswith(PROTECTED_PREFIX) or path == PROTECTED_PREFIX.rstrip("/")
+
+
+def document(app: FastAPI) -> None:
+    """Declare the bearer key in the app's OpenAPI schema: a security scheme, required by every
+    /v1/* operation, so that Swagger UI shows its Authorize button and clients generated from
+    the schema send the key. Only for an app that asks for keys."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()  # FastAPI caches it as app.openapi_schema: amended once, here
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[SECURITY_SCHEME] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A key of ABPN_API_KEYS: `Authorization: Bearer <key>`.",
+            }
+            for path, operations in schema["paths"].items():
+                if _protected(path):
+                    for operation in operations.values():
+                        operation["security"] = [{SECURITY_SCHEME: []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -20,10 +20,10 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ from model.faces import FaceParse
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.batcher")
+
+T = TypeVar("T")
 
 
 class Engine(Protocol):
@@ -202,9 +204,24 @@ class Batcher:
             for i, engine in enumerate(engines)
         ]
         self._queue: deque[WorkItem] = deque()
+        self._calls: set[Future] = set()
+        """Model calls and warm-ups submitted to the replicas' threads and not finished there,
+        including those whose awaiting was given up (stop, cancellation)."""
         self._admitted = 0
         self._arrived = asyncio.Event()
         self._stopped = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a replica's thread still runs a model call or a warm-up, one whose outcome
+        nobody waits for any more included."""
+        return any(not call.done() for call in list(self._calls))
+
+    def _on_thread(self, worker: _Worker, fn: Callable[..., T], *args: object) -> Future[T]:
+        call = worker.executor.submit(fn, *args)
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+        return call
 
     @property
     def depth(self) -> int:
@@ -275,12 +292,14 @@ class Batcher:
         for worker in self.workers:
             worker.task = asyncio.create_task(self._serve(worker), name=f"abpn-{worker.name}")
 
-    async def warm_up(self) -> None:
-        """Run each replica's warm-up batch on its own thread, all replicas at once."""
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(w.executor, w.engine.warmup) for w in self.workers)
-        )
+    async def warm_up(self, warm: Callable[[Engine], None] | None = None) -> None:
+        """Warm every replica up on its own thread, all at once: `warm(engine)`, or the
+        engine's own `warmup`."""
+        calls = [
+            self._on_thread(w, warm, w.engine) if warm else self._on_thread(w, w.engine.warmup)
+            for w in self.workers
+        ]
+        await asyncio.gather(*(asyncio.wrap_future(call) for call in calls))
 
     async def stop(self) -> None:
         """Stop the workers; requests still queued get ShuttingDown."""
@@ -369,10 +388,11 @@ class Batcher:
 
     async def _run(self, worker: _Worker, batch: list[WorkItem]) -> None:
         self.metrics.batch_size.labels(worker.name).observe(len(batch))
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            outcomes = await loop.run_in_executor(worker.executor, _compute, worker.engine, batch)
+            outcomes = await asyncio.wrap_future(
+                self._on_thread(worker, _compute, worker.engine, batch)
+            )
         except asyncio.CancelledError:
             for item in batch:
                 self._finish(item, ShuttingDown("the service stopped while this request ran"))
@@ -387,8 +407,24 @@ class Batcher:
 
 
 def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | BatcherError]:
-    """Run one batch on the replica's thread; a failed batch is re-run one image at a time, so
-    that one bad image, or a batch too big for the device, fails no other request."""
+    """Run one batch on the replica's thread. `return_mask` is per engine call, and a mask
+    costs a full-size array and the LRL even where only whitening was asked for: the requests
+    that asked for a mask run in a call of their own, so that the others never pay for one."""
+    outcomes: list[RetouchResult | BatcherError | None] = [None] * len(batch)
+    for wants_mask in (False, True):
+        indices = [i for i, item in enumerate(batch) if item.return_mask is wants_mask]
+        if indices:
+            group = _compute_group(engine, [batch[i] for i in indices], wants_mask)
+            for i, outcome in zip(indices, group, strict=True):
+                outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _compute_group(
+    engine: Engine, batch: list[WorkItem], return_mask: bool
+) -> list[RetouchResult | BatcherError]:
+    """One engine call; a failed call is re-run one image at a time, so that one bad image,
+    or a batch too big for the device, fails no other request."""
     parses = [item.parse for item in batch]
     # The engine takes the parses of all images or of none.
     given = {"parses": parses} if all(p is not None for p in parses) else {}
@@ -397,7 +433,7 @@ def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | Batc
             engine.retouch_batch(
                 [item.image for item in batch],
                 [item.strength for item in batch],
-                return_mask=any(item.return_mask for item in batch),
+                return_mask=return_mask,
                 whitening=[item.whitening for item in batch],
                 **given,
             )
@@ -411,7 +447,7 @@ def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | Batc
             "batch failed; retrying its images one at a time",
             extra={"batch_size": len(batch), "device": str(engine.device), "error": str(exc)},
         )
-        return [_compute(engine, [item])[0] for item in batch]
+        return [_compute_group(engine, [item], return_mask)[0] for item in batch]
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

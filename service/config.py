@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.cpus import available_cpus
 
 EIGHT_K_PIXELS = 7680 * 5120
 """8K at the 3:2 aspect of most cameras, about 39 MP: the default pixel limit."""
 
 
 def _default_codec_threads() -> int:
-    # Decoding and encoding an 8K photo both take a core for a while; more threads than cores
+    # Decoding and encoding an 8K photo both take a core for a while; more threads than CPUs
     # only add memory held by images in flight.
-    return max(1, min(8, os.cpu_count() or 1))
+    return max(1, min(8, available_cpus()))
 
 
 def _default_face_workers() -> int:
-    # Parsing a portrait takes one core for about as long as the model takes two: one worker
-    # per four cores keeps both busy on the CPU (docs/benchmarks.md, "Serving overhead").
-    return max(1, (os.cpu_count() or 1) // 4)
+    # One worker per four CPUs keeps the model's cores fed. Below four, a worker takes a whole
+    # CPU from torch: on 2 CPUs the service did 5.94 images/s with one worker and one torch
+    # thread against 7.58 with none and two (512x384 portraits, 16 clients; docs/benchmarks.md,
+    # "Serving overhead, second pass").
+    return available_cpus() // 4
 
 
 class Settings(BaseSettings):
@@ -65,9 +68,11 @@ class Settings(BaseSettings):
     """Threads that decode and encode images (never the event loop)."""
     face_workers: int = Field(default_factory=_default_face_workers, ge=0, le=64)
     """Processes that find faces and skin ahead of the model, while it works on other photos;
-    0 leaves it to the model call, on the replica's thread."""
+    0 leaves it to the model call, on the replica's thread. Default: one per 4 CPUs the
+    process may use (`service.cpus`), so none below 4."""
     torch_threads: int = Field(0, ge=0, le=256)
-    """Threads torch computes with; 0: the cores not taken by face workers (at least 1)."""
+    """Threads torch computes with; 0: the CPUs the process may use (`service.cpus`: affinity
+    and cgroup quota, not the node's cores) less the face workers, at least 1."""
     compile_lrl: bool = True
     """CPU replicas run the LRL compiled (TorchInductor; about 1.5x faster per face), which
     makes start-up longer by the compile (docs/benchmarks.md, "Compile time"); false runs it
@@ -119,7 +124,7 @@ class Settings(BaseSettings):
         """The torch threads to use, with 0 resolved."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) - self.face_workers)
+        return max(1, available_cpus() - self.face_workers)
 
     def device_list(self) -> list[str]:
         """The devices to put a replica on, with "auto" resolved."""

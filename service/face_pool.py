@@ -7,6 +7,7 @@ process, neither the event loop nor the codecs nor the model thread between its 
 run. Parsing here, in processes of their own, frees the service's process of it and lets the
 parse of the next photos run on one core while the model works on another; the model then gets
 the parses (`retouch_batch(parses=...)`), whose results are the same as if it had parsed itself.
+Photos go to the workers and masks come back through shared memory (service.shared_parse).
 
 A parse waits for a free worker in a FIFO of its own, bounded by the batcher's admission
 slots; a request whose client went away or whose deadline passed before its parse started is
@@ -27,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from model.faces import FaceParse
-from service import face_worker
+from service import face_worker, shared_parse
 from service.batcher import ClientGone, DeadlineExceeded, ModelFailed, ShuttingDown
 from service.metrics import Metrics
 
@@ -57,8 +58,7 @@ class FacePool:
         starts, before it takes any work)."""
         self._pool = self._new_pool()
         # One trivial call per worker, all at once: the pool starts a process for each.
-        probe = np.zeros((8, 8, 3), np.uint8)
-        for future in [self._pool.submit(face_worker.parse, probe) for _ in range(self.workers)]:
+        for future in [self._pool.submit(face_worker.ready) for _ in range(self.workers)]:
             future.result()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -125,16 +125,29 @@ class FacePool:
         pool = self._pool
         if pool is None:
             raise RuntimeError("the face pool has not started")
-        work = asyncio.get_running_loop().run_in_executor(pool, face_worker.parse, image)
-        # Not cancelled with the request (a worker has the image already): its outcome is
+        # Off the event loop: copying an 8K photo into the block takes tens of milliseconds.
+        block, photo = await asyncio.to_thread(shared_parse.share, image)
+        try:
+            work = asyncio.get_running_loop().run_in_executor(pool, face_worker.parse_shared, photo)
+        except BaseException:
+            shared_parse.release(block)
+            raise
+        # The worker maps the photo until its parse is done, whoever still waits for it.
+        work.add_done_callback(lambda _: shared_parse.release(block))
+        # Not cancelled with the request (a worker has the photo already): its outcome is
         # then dropped, without asyncio logging it as never retrieved.
         work.add_done_callback(_retrieve)
         stopped = self._stop_signal()
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.add_done_callback(_discard)  # nobody will unpack its masks
+            raise
         if not work.done():
+            work.add_done_callback(_discard)  # nobody will unpack its masks
             raise ShuttingDown("the service stopped while this request's faces were found")
         try:
-            return work.result()
+            packed = work.result()
         except BrokenProcessPool as exc:
             # A worker died (killed, or crashed in native code): every parse it held is lost.
             logger.error("a face worker died; starting new ones", exc_info=exc)
@@ -145,6 +158,7 @@ class FacePool:
         except Exception as exc:
             logger.error("face parsing failed on an image", exc_info=exc)
             raise ModelFailed("the face parser failed on this image") from exc
+        return await asyncio.to_thread(shared_parse.unpack, packed)
 
     def stop(self) -> None:
         """Answer every parse waiting or under way with ShuttingDown; none starts after."""
@@ -163,3 +177,8 @@ class FacePool:
 def _retrieve(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _discard(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        shared_parse.discard(future.result())

@@ -1,5 +1,6 @@
 """What runs inside a face worker process (service.face_pool): kept apart so that a worker
-imports only the face parser, not torch or the web stack."""
+imports only the face parser, not torch or the web stack. Photos come and masks go through
+shared memory (service.shared_parse)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import signal
 import threading
 from multiprocessing.connection import wait
 
-import numpy as np
-
 from model.allocator import tune_malloc
-from model.faces import FaceParse, FaceParser
+from model.faces import FaceParser
+from service import shared_parse
+from service.shared_parse import PackedParse, SharedPhoto
 
 _parser: FaceParser | None = None
 """This process's parser, made by `start`."""
@@ -43,8 +44,20 @@ def _exit_with(parent_sentinel: int) -> None:
     os._exit(0)
 
 
-def parse(image: np.ndarray) -> FaceParse:
-    """Faces and skin of one (H, W, 3) uint8 RGB photo."""
+def ready() -> bool:
+    """Answers once the worker has started (its parser loaded by `start`)."""
+    return _parser is not None
+
+
+def parse_shared(photo: SharedPhoto) -> PackedParse:
+    """Faces and skin of one (H, W, 3) uint8 RGB photo in shared memory; the masks go back in
+    a block of their own (`shared_parse.pack`), which the service unlinks."""
     if _parser is None:
         raise RuntimeError("the face worker did not start")
-    return _parser.parse(image)
+    block, image = shared_parse.read_photo(photo)
+    try:
+        parse = _parser.parse(image)
+    finally:
+        del image  # the mapping cannot close while an array still uses it
+        block.close()
+    return shared_parse.pack(parse)

@@ -18,9 +18,11 @@ from model.weights import WeightsInfo, load_model
 from service.batcher import Batcher
 from service.codecs import Codecs
 from service.config import Settings
+from service.cpus import available_cpus
 from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
+from service.warm_up import warm_up_parsed
 
 logger = logging.getLogger("abpn.runtime")
 
@@ -56,7 +58,7 @@ class Runtime:
         """Start the face workers, load the weights and put one replica on each device, off
         the event loop. A missing or broken checkpoint raises, so the process fails fast with
         the reason."""
-        # Process-wide, and before any replica computes: more threads than the cores left
+        # Process-wide, and before any replica computes: more threads than the CPUs left
         # beside the face workers made every model call several times slower here (OpenMP
         # threads waiting for a core at each barrier).
         torch.set_num_threads(self.settings.torch_thread_count())
@@ -84,6 +86,7 @@ class Runtime:
             "replicas loaded",
             extra={
                 "devices": self.devices,
+                "cpus": available_cpus(),
                 "face_workers": self.settings.face_workers,
                 "torch_threads": torch.get_num_threads(),
                 "compiled_lrl": [e.compiled_lrl is not None for e in engines],
@@ -97,7 +100,8 @@ class Runtime:
         """Run a warm-up batch on every replica, freeze what start-up left on the heap, then
         report ready (or failed)."""
         try:
-            await self.batcher.warm_up()
+            # With face workers the replicas never parse: no parser is loaded here for them.
+            await self.batcher.warm_up(warm_up_parsed if self.faces is not None else None)
         except Exception as exc:
             logger.exception("warm-up failed")
             self.lifecycle.mark_failed(f"warm-up failed: {exc}")
@@ -110,6 +114,11 @@ class Runtime:
         gc.freeze()
         logger.info("start-up heap frozen", extra={"objects": gc.get_freeze_count()})
         self.lifecycle.mark_ready()
+
+    def model_busy(self) -> bool:
+        """Whether a replica's thread still computes (a model call or the warm-up, with the
+        LRL's compile), even one given up on: exiting then must not wait for it."""
+        return self._batcher is not None and self._batcher.busy
 
     async def halt(self) -> None:
         """Answer every request waiting for faces or for a replica with ShuttingDown; nothing

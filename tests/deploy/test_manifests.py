@@ -175,3 +175,17 @@ def test_hpa_scales_on_queue_depth_from_the_adapter(overlay: Manifests):
     assert {v["resource"] for v in overrides.values()} >= {"namespace", "pod"}
     assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
     assert "by (<<.GroupBy>>)" in rule["metricsQuery"]
+
+
+def test_threads_and_processes_are_stated_within_the_cpu_limit(overlay: Manifests):
+    # Stated in each overlay, so that what a pod runs does not depend on what the service
+    # makes of the node; together they must fit the CPU limit.
+    config = overlay.config
+    for name in ("ABPN_FACE_WORKERS", "ABPN_TORCH_THREADS", "ABPN_CODEC_THREADS"):
+        assert name in config, f"{overlay.name}: {name} not set"
+    limit = quantity(overlay.container["resources"]["limits"]["cpu"])
+    face_workers = int(config["ABPN_FACE_WORKERS"])
+    torch_threads = int(config["ABPN_TORCH_THREADS"])
+    assert torch_threads >= 1
+    assert face_workers + torch_threads <= limit, (face_workers, torch_threads, limit)
+    assert int(config["ABPN_CODEC_THREADS"]) <= limit

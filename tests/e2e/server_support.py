@@ -73,9 +73,16 @@ def sample(text: str, name: str, /, **labels: str) -> float:
 
 
 def start_server(
-    log_dir: Path, start_timeout_s: float = START_TIMEOUT_S, **settings: Any
+    log_dir: Path,
+    start_timeout_s: float = START_TIMEOUT_S,
+    until: str = "/readyz",
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    **settings: Any,
 ) -> Server:
-    """Start the service with ABPN_<KEY>=value for each setting and wait until it is ready."""
+    """Start the service (`python -m service`, or `command`) with ABPN_<KEY>=value for each
+    setting (and `env` on top) and wait until `until` answers 200: ready by default,
+    "/healthz" for a server still warming up."""
     port = free_port()
     env = {
         **os.environ,
@@ -84,11 +91,16 @@ def start_server(
         "ABPN_WEIGHTS": "random",
         "ABPN_DEVICES": "cpu",
         **{f"ABPN_{key.upper()}": str(value) for key, value in settings.items()},
+        **(env or {}),
     }
     log = log_dir / f"server-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=out, stderr=out
+            command or [sys.executable, "-m", "service"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     url = f"http://127.0.0.1:{port}"
     server = Server(proc, url, port, log, httpx.Client(base_url=url, timeout=10))
@@ -97,7 +109,7 @@ def start_server(
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}:\n{server.log_text()}")
         try:
-            if server.client.get("/readyz", timeout=2).status_code == 200:
+            if server.client.get(until, timeout=2).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

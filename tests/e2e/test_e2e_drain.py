@@ -10,7 +10,8 @@ import signal
 import time
 
 import httpx
-from images import encoded, picture, slow_portrait
+import pytest
+from images import encoded, slow_portrait
 from server_support import start_server, wait_for
 
 DRAIN_TIMEOUT_S = 60
@@ -19,8 +20,9 @@ DRAIN_TIMEOUT_S = 60
 def test_sigterm_drains_every_accepted_request(tmp_path) -> None:
     server = start_server(tmp_path, max_batch_size=4, max_queue=32, drain_timeout_s=DRAIN_TIMEOUT_S)
     try:
-        # Big enough that the 20 take a few seconds: the drain is observable while it runs.
-        bodies = [encoded(picture(200, 260, seed=i)) for i in range(20)]
+        # Real faces, so that the 20 take a few seconds however the faces are parsed (a picture
+        # without one comes back almost at once): the drain is observable while it runs.
+        bodies = [encoded(slow_portrait(300, 256, seed=i)) for i in range(20)]
 
         async def scenario() -> tuple[list[int], int, int, str]:
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
@@ -67,9 +69,17 @@ def test_sigterm_drains_every_accepted_request(tmp_path) -> None:
         server.stop()
 
 
-def test_drain_timeout_bounds_the_exit_and_answers_everyone(tmp_path) -> None:
+# With and without face workers: requests waiting for one are cut by the drain too.
+@pytest.mark.parametrize("face_workers", [0, 1])
+def test_drain_timeout_bounds_the_exit_and_answers_everyone(tmp_path, face_workers: int) -> None:
     drain_timeout_s = 2.0
-    server = start_server(tmp_path, max_batch_size=1, max_queue=32, drain_timeout_s=drain_timeout_s)
+    server = start_server(
+        tmp_path,
+        max_batch_size=1,
+        max_queue=32,
+        drain_timeout_s=drain_timeout_s,
+        face_workers=face_workers,
+    )
     try:
         # 12 large portraits one at a time (a second or more each): far more than the 2 s drain.
         bodies = [encoded(slow_portrait(1200, 1024, seed=i)) for i in range(12)]

@@ -3,12 +3,16 @@ group leaves them parsing through the drain, and a service killed outright takes
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 import psutil
+import pytest
 from images import encoded, grace_hopper
-from server_support import start_server
+from server_support import REPO, start_server
 
 PORTRAIT = encoded(grace_hopper())
 PNG = {"content-type": "image/png"}
@@ -48,5 +52,42 @@ def test_a_signal_to_the_group_leaves_the_workers_to_the_drain(tmp_path) -> None
         assert server.stop() == 0
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive, alive
+    finally:
+        server.stop()
+
+
+# What setuptools writes for the `abpn-serve` entry point; spawned workers re-run it first.
+CONSOLE_SCRIPT = """import sys
+from service.__main__ import main
+if __name__ == '__main__':
+    sys.argv[0] = sys.argv[0].removesuffix('.exe')
+    sys.exit(main())
+"""
+# Native libraries, which is what a process's memory maps show: torch's, and those of the web
+# stack (pydantic's core under FastAPI, uvloop and httptools under uvicorn when installed).
+HEAVY = ("libtorch", "_pydantic_core", "uvloop", "httptools")
+
+
+@pytest.mark.parametrize("launcher", ["python -m service", "abpn-serve"])
+def test_workers_load_no_torch_and_the_service_no_face_parser(tmp_path, launcher: str) -> None:
+    command = env = None
+    if launcher == "abpn-serve":
+        script = tmp_path / "abpn-serve"
+        script.write_text(CONSOLE_SCRIPT)
+        command = [sys.executable, str(script)]
+        # As installed: the script's own folder first on sys.path, the project importable.
+        env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    server = start_server(tmp_path, face_workers=1, command=command, env=env)
+    try:
+        workers = _workers(server.proc.pid)
+        assert len(workers) == 1
+        loaded = [m.path for m in workers[0].memory_maps()]
+        heavy = sorted({Path(p).name for p in loaded if any(h in p for h in HEAVY)})
+        assert not heavy, heavy
+        served = [m.path for m in psutil.Process(server.proc.pid).memory_maps()]
+        assert any("libtorch" in p for p in served)
+        # The replica gets its parses from the worker: no parser loaded in the service either.
+        parsers = sorted({Path(p).name for p in served if "mediapipe" in p or "yuface" in p})
+        assert not parsers, parsers
     finally:
         server.stop()

@@ -1,6 +1,6 @@
 """model.allocator: the malloc settings are applied where the project applies them and left
 alone when ABPN_TUNE_MALLOC=false: here the CLI; the face workers in tests/service/
-test_face_pool.py; the replica's own process through its "replicas loaded" log line
+test_face_worker_malloc.py; the replica's own process through its "replicas loaded" log line
 (tests/service/test_app.py).
 
 What the settings are checked by is what they change and glibc documents: with the tuning, a

@@ -98,3 +98,26 @@ def test_the_setting_is_secret_and_matching_is_exact() -> None:
     assert auth.key_matches(KEY.encode(), digests)
     assert not auth.key_matches(KEY.encode()[:-1], digests)
     assert not auth.key_matches(None, digests)
+
+
+def test_openapi_declares_the_bearer_key_on_v1_when_keys_are_on() -> None:
+    spec = create_app(Settings(weights="random", devices="cpu", api_keys=KEY)).openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes[auth.SECURITY_SCHEME] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes[auth.SECURITY_SCHEME]["description"],
+    }
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            required = operation.get("security")
+            if path.startswith("/v1/"):
+                assert required == [{auth.SECURITY_SCHEME: []}], (method, path)
+            else:
+                assert required is None, (method, path)  # probes, metrics and docs stay open
+
+
+def test_openapi_declares_no_key_when_keys_are_off() -> None:
+    spec = create_app(Settings(weights="random", devices="cpu")).openapi()
+    assert "securitySchemes" not in spec.get("components", {})
+    assert not any("security" in op for ops in spec["paths"].values() for op in ops.values())

@@ -263,3 +263,36 @@ async def test_warm_up_runs_on_every_replica() -> None:
     batcher = _batcher(*engines)
     await batcher.warm_up()
     assert [e.batches for e in engines] == [[1], [1]]
+
+
+class MaskingStandIn(StandIn):
+    """A stand-in that makes a mask when asked, recording `return_mask` per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masks_asked: list[bool] = []
+
+    def retouch_batch(self, images, strengths=1.0, return_mask=False, whitening=0.0):
+        self.masks_asked.append(return_mask)
+        results = super().retouch_batch(images, strengths, return_mask, whitening)
+        for result in results:
+            result.mask = np.zeros(result.image.shape[:2], np.uint8) if return_mask else None
+        return results
+
+
+async def test_a_mask_costs_only_the_requests_that_asked_for_one() -> None:
+    engine = MaskingStandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=8, max_batch_wait_s=0.05)
+    batcher.start()
+    deadline = time.monotonic() + 30
+    items = []
+    for value, mask in [(1, False), (2, True), (3, False)]:
+        items.append(batcher.reserve().submit(_image(value), 1.0, mask, deadline))
+    engine.gate.set()
+    results = await asyncio.gather(*(batcher.wait(item) for item in items))
+    assert [int(r.image[0, 0, 0]) for r in results] == [1, 2, 3]
+    assert [r.mask is not None for r in results] == [False, True, False]
+    # One model call each way: the two without a mask never paid for one.
+    assert sorted(zip(engine.masks_asked, engine.batches, strict=True)) == [(False, 2), (True, 1)]
+    await batcher.stop()

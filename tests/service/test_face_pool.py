@@ -1,23 +1,113 @@
-"""service.face_pool: the face worker processes take the malloc settings they are given."""
+"""The face pool on real worker processes: photos go and masks come back through shared memory
+(only names, shapes and landmarks through the pipe), the parse is the one the parser makes
+in-process, and no shared block is left behind, also when the service stops mid-parse."""
 
 from __future__ import annotations
 
-import platform
+import asyncio
+import pickle
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
-from malloc_probe import large_block_mapped
+from images import grace_hopper
+from PIL import Image
 
+from model.faces import FaceParser
+from service.batcher import ShuttingDown
 from service.face_pool import FacePool
 from service.metrics import Metrics
 
+pytestmark = pytest.mark.anyio
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is for glibc")
-@pytest.mark.parametrize("tune", [False, True])
-def test_face_workers_tune_malloc_when_asked(tune: bool) -> None:
-    pool = FacePool(1, Metrics(), tune_malloc=tune)
-    pool.start()
+SHM = Path("/dev/shm")
+PIPE_LIMIT = 256 * 1024
+"""Most bytes a parse may pickle through the pool's pipe either way: landmarks, boxes, names."""
+
+
+def _portrait(scale: int) -> np.ndarray:
+    hopper = grace_hopper()
+    size = (hopper.shape[1] * scale, hopper.shape[0] * scale)
+    return np.asarray(Image.fromarray(hopper).resize(size, Image.BICUBIC))
+
+
+def _blocks() -> set[str]:
+    return {p.name for p in SHM.glob("psm_*")} if SHM.is_dir() else set()
+
+
+class PipeMeter:
+    """Stands in front of the pool's executor and records the pickled size of every call's
+    arguments and result: what crosses the pipe."""
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+        self.sizes: list[int] = []
+
+    def submit(self, fn, *args):
+        self.sizes.append(len(pickle.dumps((fn, args))))
+        future = self.pool.submit(fn, *args)
+        future.add_done_callback(lambda f: self.sizes.append(len(pickle.dumps(f.result()))))
+        return future
+
+    def __getattr__(self, name: str):
+        return getattr(self.pool, name)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[FacePool]:
+    faces = FacePool(1, Metrics())
+    faces.start()
+    yield faces
+    faces.close()
+
+
+async def test_a_parse_crosses_the_pipe_as_names_and_landmarks_only(pool: FacePool) -> None:
+    photo = _portrait(4)  # 2048 x 2400 x 3: 14 MB of pixels
+    before = _blocks()
+    meter = PipeMeter(pool._pool)
+    pool._pool = meter  # type: ignore[assignment]
     try:
-        mapped = pool._pool.submit(large_block_mapped).result(timeout=60)
+        parse, _ = await pool.parse(photo, time.monotonic() + 60, asyncio.Future())
     finally:
-        pool.close()
-    assert mapped is not tune
+        pool._pool = meter.pool
+    assert len(meter.sizes) == 2 and max(meter.sizes) < PIPE_LIMIT, meter.sizes
+    reference = FaceParser().parse(photo)
+    assert len(parse.regions) == len(reference.regions) == 1
+    for got, want in zip(parse.regions, reference.regions, strict=True):
+        assert got.box == want.box
+        np.testing.assert_array_equal(got.skin, want.skin)
+        assert got.skin.flags.owndata  # a copy: no view of a block that is gone
+    assert [f.box for f in parse.faces] == [f.box for f in reference.faces]
+    assert _blocks() <= before, "a shared block was left behind"
+
+
+async def test_a_photo_without_faces_and_a_tiny_one(pool: FacePool) -> None:
+    before = _blocks()
+    for photo in (np.zeros((300, 200, 3), np.uint8), np.zeros((1, 1, 3), np.uint8)):
+        parse, _ = await pool.parse(photo, time.monotonic() + 60, asyncio.Future())
+        assert parse.regions == ()
+    assert _blocks() <= before
+
+
+async def test_stopping_mid_parse_leaves_no_block_behind() -> None:
+    faces = FacePool(1, Metrics())
+    await asyncio.to_thread(faces.start)
+    before = _blocks()
+    try:
+        parse = asyncio.ensure_future(
+            faces.parse(_portrait(4), time.monotonic() + 60, asyncio.Future())
+        )
+        while not _blocks() - before:  # the photo is shared, on its way to the worker
+            await asyncio.sleep(0.01)
+        faces.stop()
+        with pytest.raises(ShuttingDown):
+            await parse
+        # The worker finishes the parse it held; its photo and masks are unlinked then.
+        deadline = time.monotonic() + 60
+        while _blocks() - before and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert _blocks() <= before, _blocks() - before
+    finally:
+        faces.close()
