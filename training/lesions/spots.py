@@ -2,10 +2,10 @@
 for the statistics the training painter is fitted to.
 
 A spot is a local extremum, over position and scale, of the Lab contrast between a disc and the
-ring around it (the measure of ``../shared/DATA.md``, "Real blemishes"), in the face area: the
-face oval grown by :data:`OVAL_GROWTH` minus the landmark hulls of eyes, brows, lips and
-nostrils. It is **not** limited to the skin gate or its margins: that is what is measured.
-Radii run from 0.6% to 4% of the face width (:data:`RADII`).
+ring around it (the measure of ``../shared/DATA.md``, "Real blemishes"), in the face area (the
+gate's, ``model.faces.face_area``) grown by :data:`OVAL_GROWTH` minus the landmark hulls of
+eyes, brows, lips and nostrils. It is **not** limited to the skin gate or its margins: that
+is what is measured. Radii run from 0.6% to 4% of the face width (:data:`RADII`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.faces import Face, face_oval, protected_parts
+from model.faces import Face, face_area, protected_parts
 
 RADII = (0.006, 0.009, 0.013, 0.019, 0.027, 0.04)
 """Spot radii tried, as shares of the face width."""
@@ -23,8 +23,8 @@ MIN_CONTRAST = 3.0
 """Smallest blob contrast (CIE Lab units, against every quarter of the ring) that counts as a
 spot: plain skin's pores and grain at these scales stay below it on the faces measured."""
 OVAL_GROWTH = 0.06
-"""How far past the FaceMesh oval (share of the face width) spots are looked for: lesions at
-the temples and along the jaw count, though the gate does not cover them."""
+"""How far past the gate's face area (share of the face width) spots are looked for: lesions
+at the temples, the hairline and along the jaw count, though the gate does not cover them."""
 RED_SHIFT = 2.0
 """A spot whose disc is this many a* units redder than its ring is *red* (inflamed)."""
 
@@ -132,7 +132,7 @@ def find_spots(image: np.ndarray, face: Face) -> list[Spot]:
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     local = pts - (x0, y0)
     shape = (y1 - y0, x1 - x0)
-    grown = cv2.dilate(face_oval(shape, local), _disc(OVAL_GROWTH * size))
+    grown = cv2.dilate(face_area(shape, local, size), _disc(OVAL_GROWTH * size))
     # A face size of 0 gives the parts' bare hulls (grown by one pixel), not the gate's margins.
     region = grown & (1 - protected_parts(shape, local, 0.0))
     best, best_r, best_d = contrast_maps(lab_float(image[y0:y1, x0:x1]), region > 0, size)
