@@ -320,10 +320,15 @@ class FaceParser:
         """Faces, landmarks, regions and skin masks of an (H, W, 3) uint8 RGB photo."""
         faces = [self.landmarks(image, f) for f in self.detect(image)]
         meshed = [f for f in faces if f.landmarks is not None]
+        boxes = [_face_region(f, image.shape[:2]) for f in meshed]
         regions = []
-        for face in meshed:
-            box = _face_region(face, image.shape[:2])
-            regions.append(FaceRegion(box, (face,), skin_mask(image, box, (face,))))
+        for face, box in zip(meshed, boxes, strict=True):
+            # A face detected twice, or one close beside another, must not mark the other's
+            # eyes or lips as its skin.
+            others = tuple(
+                f for f, b in zip(meshed, boxes, strict=True) if f is not face and b.overlaps(box)
+            )
+            regions.append(FaceRegion(box, (face,), skin_mask(image, box, (face,), others)))
         return FaceParse(tuple(faces), tuple(regions))
 
 
@@ -465,8 +470,11 @@ def protected_parts(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.
     return parts
 
 
-def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarray:
-    """The (box.height, box.width) uint8 soft skin mask of `faces` within `box` of the photo."""
+def skin_mask(
+    image: np.ndarray, box: Box, faces: tuple[Face, ...], others: tuple[Face, ...] = ()
+) -> np.ndarray:
+    """The (box.height, box.width) uint8 soft skin mask of `faces` within `box` of the photo,
+    with the protected parts of the `others` (faces nearby) cut out as well."""
     scale = min(1.0, MASK_SIDE / max(box.width, box.height))
     mw, mh = max(1, round(box.width * scale)), max(1, round(box.height * scale))
     crop = image[box.y0 : box.y1, box.x0 : box.x1]
@@ -480,6 +488,9 @@ def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarra
         allowed = area & (1 - protected_parts((mh, mw), pts, size))
         face_skin = _fill_small_holes(_colour_filter(lab, area, pts, size), allowed, size)
         hard |= face_skin & allowed
+    for face in others:
+        pts = (face.landmarks - (box.x0, box.y0)) * scale
+        hard &= 1 - protected_parts((mh, mw), pts, face.width * scale)
     # Keep only what is left inside after eroding by the blur's reach, so the soft mask is zero
     # wherever the hard mask is.
     size = max(f.width for f in faces) * scale

@@ -1,11 +1,13 @@
 """The skin gate keeps blemished skin in and face parts out."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 from images import astronaut, grace_hopper
 
-from model.faces import FaceParser, _fill_small_holes, protected_parts
+from model.faces import FaceParser, _fill_small_holes, protected_parts, skin_mask
 
 CHEEK, NOSE = 205, 5
 
@@ -85,3 +87,15 @@ def test_only_small_enclosed_holes_are_filled() -> None:
     assert not filled[100:160, 100:160].any()
     assert not filled[20:26, 150:156].any()
     assert not filled[allowed == 0].any()
+
+
+def test_a_face_beside_another_never_takes_its_parts_as_skin(parser: FaceParser) -> None:
+    # A second, shifted landmark fit of the same face, as a duplicate detection gives: the
+    # first face's skin lies over the second one's eyes and lips unless they are cut.
+    image = grace_hopper()
+    parse = parser.parse(image)
+    face, box = parse.faces[0], parse.regions[0].box
+    other = replace(face, landmarks=face.landmarks + np.float32([0.12 * face.width, 0.0]))
+    parts = protected_parts(image.shape[:2], other.landmarks, 0.0)[box.y0 : box.y1, box.x0 : box.x1]
+    assert skin_mask(image, box, (face,))[parts > 0].any()
+    assert not skin_mask(image, box, (face,), (other,))[parts > 0].any()
