@@ -8,6 +8,7 @@ import gc
 import json
 import platform
 import struct
+import weakref
 import zlib
 
 import httpx
@@ -389,3 +390,27 @@ async def test_what_start_up_left_on_the_heap_is_frozen_once_ready(caplog) -> No
     (record,) = [r for r in caplog.records if r.getMessage() == "start-up heap frozen"]
     # torch alone leaves far more than this; the runtime itself is out of the collector's reach.
     assert record.objects > 50_000 and not reachable
+
+
+async def test_a_finished_request_frees_its_arrays_without_the_collector(monkeypatch) -> None:
+    # Start-up freezes the heap, after which full collections are rare: a request's arrays
+    # (225 MiB at 8K) must go by reference counting alone, so no cycle may hold them.
+    async with running(face_workers=0) as (app, client):
+        batcher = app.state.runtime.batcher
+        wait, held = batcher.wait, []
+
+        async def watched(item, abandoned=None):
+            result = await wait(item, abandoned)
+            held.extend(weakref.ref(obj) for obj in (item, item.image, result.image))
+            return result
+
+        monkeypatch.setattr(batcher, "wait", watched)
+        gc.collect()
+        gc.disable()
+        try:
+            r = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+            assert r.status_code == 200 and len(held) == 3
+            # Bounded wait: the model thread lets go of its work a moment after answering.
+            await wait_until(lambda: all(ref() is None for ref in held), timeout=10)
+        finally:
+            gc.enable()
