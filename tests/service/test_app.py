@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import platform
 import struct
+import warnings
 import weakref
 import zlib
 
@@ -21,7 +23,7 @@ from PIL import Image, ImageCms
 from model.weights import DEFAULT_WEIGHTS
 from service.app import create_app
 from service.config import Settings
-from service.log_format import JsonFormatter
+from service.log_format import JsonFormatter, configure
 
 pytestmark = pytest.mark.anyio
 
@@ -414,3 +416,20 @@ async def test_a_finished_request_frees_its_arrays_without_the_collector(monkeyp
             await wait_until(lambda: all(ref() is None for ref in held), timeout=10)
         finally:
             gc.enable()
+
+
+def test_warnings_are_json_log_lines_once_per_source(capsys) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for tag in range(3):  # Pillow warns like this once per oversized EXIF tag
+                warnings.warn(f"tag {tag} is too large", UserWarning, stacklevel=1)
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], root.level = handlers, level
+    (line,) = [json.loads(text) for text in lines]
+    assert line["logger"] == "py.warnings" and "tag 0 is too large" in line["message"]
