@@ -433,3 +433,16 @@ def test_warnings_are_json_log_lines_once_per_source(capsys) -> None:
         root.handlers[:], root.level = handlers, level
     (line,) = [json.loads(text) for text in lines]
     assert line["logger"] == "py.warnings" and "tag 0 is too large" in line["message"]
+
+
+async def test_every_response_says_nosniff_results_are_not_cached_redirects_not_reflected() -> None:
+    async with running() as (_, client):
+        answers = [
+            await client.get(path) for path in ("/healthz", "/metrics", "/docs", "/nope", "/")
+        ]
+        answers.append(await client.post("/v1/retouch", content=b"", headers=PNG))
+        result = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+        slashed = await client.get("/healthz/", headers={"host": "evil.example"})
+    assert all(r.headers["x-content-type-options"] == "nosniff" for r in [*answers, result])
+    assert result.status_code == 200 and result.headers["cache-control"] == "no-store"
+    assert "evil.example" not in slashed.headers.get("location", "")
