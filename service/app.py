@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
         docs_url=None,  # docs_assets serves /docs and /redoc without a CDN
         redoc_url=None,
+        # Starlette's slash redirect is absolute, built from the client's Host header.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     app.state.metrics = runtime.metrics

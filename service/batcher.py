@@ -19,6 +19,7 @@ import contextlib
 import enum
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -125,7 +126,15 @@ class Slot:
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
         self._held = True
-        self.item: WorkItem | None = None
+        # Weak: the item refers to its slot, and a cycle would keep the item's arrays (225 MiB
+        # at 8K) alive until a full collection, which the frozen heap makes rare. The request
+        # and the queue hold the item for as long as it matters.
+        self._item: weakref.ref[WorkItem] | None = None
+
+    @property
+    def item(self) -> WorkItem | None:
+        """The submitted item while anything else still holds it."""
+        return None if self._item is None else self._item()
 
     def submit(
         self,
@@ -137,15 +146,16 @@ class Slot:
         parse: FaceParse | None = None,
     ) -> WorkItem:
         """Queue `image` for a replica; its result comes through `Batcher.wait`."""
-        if self.item is not None:
+        if self._item is not None:
             raise RuntimeError("a slot takes one item")
         future: asyncio.Future[RetouchResult] = asyncio.get_running_loop().create_future()
         # An abandoned future's exception is never awaited; retrieving it here keeps asyncio
         # from logging "exception was never retrieved" for it.
         future.add_done_callback(_retrieve)
-        self.item = WorkItem(image, strength, return_mask, deadline, future, self, whitening, parse)
-        self._batcher._enqueue(self.item)
-        return self.item
+        item = WorkItem(image, strength, return_mask, deadline, future, self, whitening, parse)
+        self._item = weakref.ref(item)
+        self._batcher._enqueue(item)
+        return item
 
     def release(self) -> None:
         """Give the place back (idempotent)."""
@@ -157,8 +167,9 @@ class Slot:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.item is not None and self.item.state is State.QUEUED:
-            self._batcher.withdraw(self.item)
+        item = self.item
+        if item is not None and item.state is State.QUEUED:
+            self._batcher.withdraw(item)
         self.release()
 
 
@@ -329,9 +340,9 @@ class Batcher:
 
     async def _serve(self, worker: _Worker) -> None:
         while True:
-            batch = await self._collect()
-            if batch:
-                await self._run(worker, batch)
+            # No local name for the batch: one would hold its items, and their arrays, while
+            # the next batch is awaited.
+            await self._run(worker, await self._collect())
 
     def _pop(self) -> WorkItem | None:
         """The oldest queued item, skipping (and failing) any whose deadline passed."""
@@ -387,6 +398,8 @@ class Batcher:
         return True
 
     async def _run(self, worker: _Worker, batch: list[WorkItem]) -> None:
+        if not batch:
+            return
         self.metrics.batch_size.labels(worker.name).observe(len(batch))
         started = time.perf_counter()
         try:

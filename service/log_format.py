@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 
@@ -40,6 +41,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# What logging.captureWarnings writes first: "path:line: Category:", the warning's source.
+_WARNING_SOURCE = re.compile(r"^.*?:\d+: \w+:")
+
+
+class _OncePerSource(logging.Filter):
+    """Passes the first warning from each place in the code: Pillow warns once per oversized
+    EXIF tag, and one photo with thousands of them wrote thousands of lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a warning from a source already logged."""
+        text = record.getMessage()
+        found = _WARNING_SOURCE.match(text)
+        source = found.group(0) if found else text
+        if source in self._seen:
+            return False
+        self._seen.add(source)
+        return True
+
+
 def configure(level: str = "info") -> None:
     """Send every log record (uvicorn's included) to stderr as JSON lines at `level`."""
     handler = logging.StreamHandler(sys.stderr)
@@ -55,3 +79,9 @@ def configure(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # Python warnings would print plain text on stderr: log them, once per source, as JSON.
+    logging.captureWarnings(True)
+    warned = logging.getLogger("py.warnings")
+    warned.handlers[:] = []
+    warned.propagate = True
+    warned.filters[:] = [_OncePerSource()]

@@ -13,7 +13,10 @@ class Metrics:
     """The service's metrics. Names are part of the operator contract: dashboards and the
     autoscaler key on `abpn_queue_depth` and `abpn_batch_size`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, weights_sha256: bool = True) -> None:
+        """`weights_sha256`: label abpn_model_info with the weights' hash. Off when API keys
+        are on: /v1/models then keeps the hash behind the key, and scrapers have none."""
+        self._model_labels = ["name", "version"] + (["weights_sha256"] if weights_sha256 else [])
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -105,9 +108,14 @@ class Metrics:
         self.model_info = Gauge(
             "abpn_model_info",
             "The served model (always 1).",
-            ["name", "version", "weights_sha256"],
+            self._model_labels,
             registry=r,
         )
+
+    def serving(self, name: str, version: str, sha256: str) -> None:
+        """Set abpn_model_info for the loaded weights (the hash only where it is a label)."""
+        values = {"name": name, "version": version, "weights_sha256": sha256}
+        self.model_info.labels(*(values[label] for label in self._model_labels)).set(1)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""

@@ -52,7 +52,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = rid
+                # No response is to be sniffed into another type (an upload echoed as HTML).
+                headers["X-Content-Type-Options"] = "nosniff"
             await send(message)
 
         try:

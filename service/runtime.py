@@ -33,7 +33,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(weights_sha256=settings.api_keys is None)
         self.lifecycle = Lifecycle(self.metrics)
         self.codecs = Codecs(settings.codec_threads, self.metrics)
         self.faces: FacePool | None = None
@@ -71,9 +71,7 @@ class Runtime:
         engines = await asyncio.gather(
             *(asyncio.to_thread(self._engine, loaded.model, device) for device in self.devices)
         )
-        self.metrics.model_info.labels(
-            loaded.info.name, loaded.info.version, loaded.info.sha256
-        ).set(1)
+        self.metrics.serving(loaded.info.name, loaded.info.version, loaded.info.sha256)
         self._batcher = Batcher(
             engines,
             max_batch_size=self.settings.max_batch_size,

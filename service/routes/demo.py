@@ -7,10 +7,12 @@ nothing is built or fetched at run time.
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 
 STATIC_DIR = files("service") / "static"
 """The page's files. The package is installed as plain files (wheel or editable), so this is a
@@ -35,7 +37,18 @@ async def index() -> FileResponse:
     )
 
 
+class _PageFiles(StaticFiles):
+    """The page's files, each under the page's policy: `/static/index.html` is the page too,
+    and must not be served framable or unconstrained."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        """Starlette's response for a file, with the policy added."""
+        response = super().file_response(*args, **kwargs)
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+
+
 def install(app: FastAPI) -> None:
     """Serve the page at `/` and its files under `/static`."""
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
-    app.mount(STATIC_URL, StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount(STATIC_URL, _PageFiles(directory=str(STATIC_DIR)), name="static")

@@ -199,5 +199,6 @@ async def retouch(
         model=item.model_seconds,
         encode=encode_s,
     )
-    headers = {"Server-Timing": timing, "X-Faces": str(result.faces)}
+    # A personal photo: no cache on the way may keep it.
+    headers = {"Server-Timing": timing, "X-Faces": str(result.faces), "Cache-Control": "no-store"}
     return Response(body, media_type=media_type, headers=headers)

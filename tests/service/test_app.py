@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import platform
 import struct
+import warnings
+import weakref
 import zlib
 
 import httpx
@@ -20,7 +23,7 @@ from PIL import Image, ImageCms
 from model.weights import DEFAULT_WEIGHTS
 from service.app import create_app
 from service.config import Settings
-from service.log_format import JsonFormatter
+from service.log_format import JsonFormatter, configure
 
 pytestmark = pytest.mark.anyio
 
@@ -389,3 +392,57 @@ async def test_what_start_up_left_on_the_heap_is_frozen_once_ready(caplog) -> No
     (record,) = [r for r in caplog.records if r.getMessage() == "start-up heap frozen"]
     # torch alone leaves far more than this; the runtime itself is out of the collector's reach.
     assert record.objects > 50_000 and not reachable
+
+
+async def test_a_finished_request_frees_its_arrays_without_the_collector(monkeypatch) -> None:
+    # Start-up freezes the heap, after which full collections are rare: a request's arrays
+    # (225 MiB at 8K) must go by reference counting alone, so no cycle may hold them.
+    async with running(face_workers=0) as (app, client):
+        batcher = app.state.runtime.batcher
+        wait, held = batcher.wait, []
+
+        async def watched(item, abandoned=None):
+            result = await wait(item, abandoned)
+            held.extend(weakref.ref(obj) for obj in (item, item.image, result.image))
+            return result
+
+        monkeypatch.setattr(batcher, "wait", watched)
+        gc.collect()
+        gc.disable()
+        try:
+            r = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+            assert r.status_code == 200 and len(held) == 3
+            # Bounded wait: the model thread lets go of its work a moment after answering.
+            await wait_until(lambda: all(ref() is None for ref in held), timeout=10)
+        finally:
+            gc.enable()
+
+
+def test_warnings_are_json_log_lines_once_per_source(capsys) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for tag in range(3):  # Pillow warns like this once per oversized EXIF tag
+                warnings.warn(f"tag {tag} is too large", UserWarning, stacklevel=1)
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], root.level = handlers, level
+    (line,) = [json.loads(text) for text in lines]
+    assert line["logger"] == "py.warnings" and "tag 0 is too large" in line["message"]
+
+
+async def test_every_response_says_nosniff_results_are_not_cached_redirects_not_reflected() -> None:
+    async with running() as (_, client):
+        answers = [
+            await client.get(path) for path in ("/healthz", "/metrics", "/docs", "/nope", "/")
+        ]
+        answers.append(await client.post("/v1/retouch", content=b"", headers=PNG))
+        result = await client.post("/v1/retouch", content=encoded(picture()), headers=PNG)
+        slashed = await client.get("/healthz/", headers={"host": "evil.example"})
+    assert all(r.headers["x-content-type-options"] == "nosniff" for r in [*answers, result])
+    assert result.status_code == 200 and result.headers["cache-control"] == "no-store"
+    assert "evil.example" not in slashed.headers.get("location", "")

@@ -121,3 +121,10 @@ def test_openapi_declares_no_key_when_keys_are_off() -> None:
     spec = create_app(Settings(weights="random", devices="cpu")).openapi()
     assert "securitySchemes" not in spec.get("components", {})
     assert not any("security" in op for ops in spec["paths"].values() for op in ops.values())
+
+
+async def test_metrics_keep_the_weights_hash_behind_the_key_like_the_model_card() -> None:
+    async with running(api_keys=KEY) as (_, client):
+        text = (await client.get("/metrics")).text
+    assert metric_value(text, "abpn_model_info", name="abpn-random") == 1
+    assert "weights_sha256" not in text

@@ -135,3 +135,13 @@ def test_static_files_are_package_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"service/static/{p.name}" for p in STATIC.iterdir()}
     assert expected <= names, expected - names
+
+
+async def test_the_page_has_its_policy_under_static_too(client: httpx.AsyncClient) -> None:
+    # Without it, /static/index.html was the page, frameable and unconstrained.
+    page = await client.get("/")
+    copy = await client.get("/static/index.html")
+    assert copy.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert copy.headers.get("content-security-policy") == policy
