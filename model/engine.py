@@ -179,13 +179,15 @@ class RetouchEngine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def warmup(self) -> None:
+    def warmup(self, parse_faces: bool = True) -> None:
         """Run one small batch so the first real request does not pay for lazy initialisation
-        (the face parser's graphs and the compiled LRL included; a compile that fails is
-        logged and leaves the replica eager)."""
+        (the compiled LRL included; a compile that fails is logged and leaves the replica
+        eager). `parse_faces` warms the face parser too; without it none is loaded, for an
+        engine that is always given its parses (the service's face workers make them)."""
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
-        self.face_parser.parse(image)
+        if parse_faces:
+            self.face_parser.parse(image)
         if self.compiled_lrl is not None:
             try:
                 self.compiled_lrl.warm(self.device)

@@ -54,8 +54,8 @@ class Engine(Protocol):
         """Retouch a batch, finding the faces unless `parses` has them; blocking."""
         ...
 
-    def warmup(self) -> None:
-        """Run a small batch once; blocking."""
+    def warmup(self, parse_faces: bool = True) -> None:
+        """Run a small batch once, parsing faces unless told not to; blocking."""
         ...
 
 
@@ -303,11 +303,13 @@ class Batcher:
         for worker in self.workers:
             worker.task = asyncio.create_task(self._serve(worker), name=f"abpn-{worker.name}")
 
-    async def warm_up(self, warm: Callable[[Engine], None] | None = None) -> None:
-        """Warm every replica up on its own thread, all at once: `warm(engine)`, or the
-        engine's own `warmup`."""
+    async def warm_up(self, parse_faces: bool = True) -> None:
+        """Warm every replica up on its own thread, all at once (`Engine.warmup`; without
+        `parse_faces` no face parser is loaded, for replicas that are given their parses)."""
         calls = [
-            self._on_thread(w, warm, w.engine) if warm else self._on_thread(w, w.engine.warmup)
+            self._on_thread(w, w.engine.warmup)
+            if parse_faces
+            else self._on_thread(w, w.engine.warmup, False)
             for w in self.workers
         ]
         await asyncio.gather(*(asyncio.wrap_future(call) for call in calls))

@@ -22,7 +22,6 @@ from service.cpus import available_cpus
 from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
-from service.warm_up import warm_up_parsed
 
 logger = logging.getLogger("abpn.runtime")
 
@@ -99,7 +98,7 @@ class Runtime:
         report ready (or failed)."""
         try:
             # With face workers the replicas never parse: no parser is loaded here for them.
-            await self.batcher.warm_up(warm_up_parsed if self.faces is not None else None)
+            await self.batcher.warm_up(parse_faces=self.faces is None)
         except Exception as exc:
             logger.exception("warm-up failed")
             self.lifecycle.mark_failed(f"warm-up failed: {exc}")

@@ -58,7 +58,7 @@ class StandIn:
             raise ValueError("poisoned image")
         return [RetouchResult(image=img.copy(), mask=None, timings={}) for img in images]
 
-    def warmup(self) -> None:
+    def warmup(self, parse_faces: bool = True) -> None:
         self.retouch_batch([np.zeros((4, 4, 3), np.uint8)])
 
 
