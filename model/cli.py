@@ -17,7 +17,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             if result.faces == 0:
                 tqdm.write(f"abpn-retouch: {path}: no face found, written unchanged", sys.stderr)
             target = args.out_dir / path.name
-            if not photo.reoriented and np.array_equal(result.image, photo.rgb):
+            if not photo.reoriented and result.untouched:
                 target.write_bytes(data)  # the file as it was, not a lossy re-encoding
             else:
                 write_file(replace(photo, rgb=result.image), target, photo.format, args.quality)

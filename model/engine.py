@@ -57,6 +57,9 @@ class RetouchResult:
     """(H, W) uint8 mask of what was retouched (0-255, gated by the skin mask), when asked for."""
     faces: int = 0
     """Faces retouched (found with landmarks)."""
+    untouched: bool = False
+    """No pixel could have changed (no face, or strength and whitening 0): `image` equals the
+    input, so a caller may hand back the input's own encoded bytes."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent: "faces" (parsing), "prepare" (resizing), "lrl" (this photo's share of
     the batch), "pyramid" (carrying the blend layer up to full size) and "blend" (ABM, the skin
@@ -274,6 +277,8 @@ class RetouchEngine:
 
         results = []
         for i, image in enumerate(images):
+            rendered = any(j.photo == i for j in jobs)
+            untouched = not rendered or (strengths[i] == 0 and whitenings[i] == 0)
             out = image.copy()
             mask = np.zeros(image.shape[:2], np.uint8) if return_mask else None
             spent = [0.0, 0.0]
@@ -291,6 +296,7 @@ class RetouchEngine:
                     image=out,
                     mask=mask,
                     faces=sum(len(r.faces) for r in parses[i].regions),
+                    untouched=untouched,
                     timings={
                         "faces": face_times[i],
                         "prepare": prepare_share,

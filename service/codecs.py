@@ -8,8 +8,6 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 from model import photo
 from model.engine import RetouchResult
 from model.photo import Photo
@@ -73,7 +71,7 @@ def _render(
         if result.mask is None:
             raise RuntimeError("the engine returned no mask")
         return photo.encode_mask(result.mask, fmt, quality)
-    if fmt == source.format and not source.reoriented and np.array_equal(result.image, source.rgb):
+    if fmt == source.format and not source.reoriented and result.untouched:
         # No face, or strength and whitening 0: re-encoding would only lose quality (JPEG,
         # WebP) and what the decoder does not carry over (16-bit samples, CMYK, metadata).
         return original

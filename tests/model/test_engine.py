@@ -158,3 +158,14 @@ def test_cuda_half_matches_cpu_float() -> None:
     gpu = _run(RetouchEngine(model, device="cuda"), image, return_mask=True)
     assert gpu.image.shape == image.shape
     assert np.abs(cpu.image.astype(int) - gpu.image).mean() < 1.0
+
+
+def test_untouched_says_when_no_pixel_could_change(engine: RetouchEngine) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    whole = [FaceParse.whole(image.shape[:2])]
+    (faceless,) = engine.retouch_batch([image], 1.0, True, parses=[FaceParse((), ())])
+    (zero,) = engine.retouch_batch([image], 0.0, True, parses=whole)
+    (done,) = engine.retouch_batch([image], 1.0, True, parses=whole)
+    assert faceless.untouched and zero.untouched and not done.untouched
+    assert np.array_equal(faceless.image, image) and np.array_equal(zero.image, image)
