@@ -4,7 +4,10 @@ futures.
 
 Admission is a `Slot`, taken before the request body is even read, so a full queue is refused
 at once and cheaply. A slot is held until a worker takes the item, so `depth` counts requests
-that are waiting for a replica, decoding included: the autoscaling signal.
+that are waiting for a replica, uploads and decoding included. The gauges split that count:
+`abpn_queue_depth` (the autoscaling signal) holds only items submitted and waiting for a
+replica, `abpn_uploads_in_progress` the places whose body is still arriving or being decoded,
+so slow clients do not scale the deployment out.
 
 A worker waits for its first item, then at most `max_batch_wait_s` after that item arrived
 for more, up to `max_batch_size`. Items whose client went away or whose deadline passed are
@@ -126,6 +129,7 @@ class Slot:
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
         self._held = True
+        self._submitted = False
         # Weak: the item refers to its slot, and a cycle would keep the item's arrays (225 MiB
         # at 8K) alive until a full collection, which the frozen heap makes rare. The request
         # and the queue hold the item for as long as it matters.
@@ -153,15 +157,17 @@ class Slot:
         # from logging "exception was never retrieved" for it.
         future.add_done_callback(_retrieve)
         item = WorkItem(image, strength, return_mask, deadline, future, self, whitening, parse)
-        self._item = weakref.ref(item)
         self._batcher._enqueue(item)
+        self._item = weakref.ref(item)
+        self._submitted = True
+        self._batcher._publish()
         return item
 
     def release(self) -> None:
         """Give the place back (idempotent)."""
         if self._held:
             self._held = False
-            self._batcher._release()
+            self._batcher._release(self._submitted)
 
     def __enter__(self) -> Slot:
         return self
@@ -219,6 +225,7 @@ class Batcher:
         """Model calls and warm-ups submitted to the replicas' threads and not finished there,
         including those whose awaiting was given up (stop, cancellation)."""
         self._admitted = 0
+        self._queued = 0  # of those admitted, submitted and not yet taken by a worker
         self._arrived = asyncio.Event()
         self._stopped = False
 
@@ -246,17 +253,24 @@ class Batcher:
         if self._admitted >= self.max_queue:
             raise QueueFull(f"the queue is full ({self.max_queue} requests waiting)")
         self._admitted += 1
-        self.metrics.queue_depth.set(self._admitted)
+        self._publish()
         return Slot(self)
 
-    def _release(self) -> None:
+    def _release(self, submitted: bool) -> None:
         self._admitted -= 1
-        self.metrics.queue_depth.set(self._admitted)
+        if submitted:
+            self._queued -= 1
+        self._publish()
+
+    def _publish(self) -> None:
+        self.metrics.queue_depth.set(self._queued)
+        self.metrics.uploads_in_progress.set(self._admitted - self._queued)
 
     def _enqueue(self, item: WorkItem) -> None:
         if self._stopped:
             raise ShuttingDown("the service is shutting down")
         self._queue.append(item)
+        self._queued += 1
         self._arrived.set()
 
     def withdraw(self, item: WorkItem) -> bool:

@@ -72,8 +72,13 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "abpn_queue_depth",
-            "Admitted requests waiting for a replica (being decoded or queued): the autoscaling "
-            "signal.",
+            "Decoded requests waiting for a replica: the autoscaling signal.",
+            registry=r,
+        )
+        self.uploads_in_progress = Gauge(
+            "abpn_uploads_in_progress",
+            "Admitted requests whose body is still arriving or being decoded (they hold a queue "
+            "place, but a slow client must not scale the deployment out).",
             registry=r,
         )
         self.in_flight = Gauge(

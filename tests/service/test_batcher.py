@@ -296,3 +296,24 @@ async def test_a_mask_costs_only_the_requests_that_asked_for_one() -> None:
     # One model call each way: the two without a mask never paid for one.
     assert sorted(zip(engine.masks_asked, engine.batches, strict=True)) == [(False, 2), (True, 1)]
     await batcher.stop()
+
+
+def _gauge(metrics: Metrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name)
+
+
+async def test_uploads_are_not_counted_in_the_autoscaling_queue_depth() -> None:
+    """A place whose body is still arriving shows as an upload; only a submitted item waiting
+    for a replica counts in `abpn_queue_depth`, so slow clients do not scale pods out."""
+    batcher = _batcher()
+    uploading = batcher.reserve()
+    assert _gauge(batcher.metrics, "abpn_uploads_in_progress") == 1
+    assert _gauge(batcher.metrics, "abpn_queue_depth") == 0
+    queued, _ = await _submit(batcher)
+    assert _gauge(batcher.metrics, "abpn_uploads_in_progress") == 1
+    assert _gauge(batcher.metrics, "abpn_queue_depth") == 1
+    assert batcher.depth == 2, "both still hold a place against ABPN_MAX_QUEUE"
+    queued.release()
+    uploading.release()
+    assert _gauge(batcher.metrics, "abpn_uploads_in_progress") == 0
+    assert _gauge(batcher.metrics, "abpn_queue_depth") == 0
