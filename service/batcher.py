@@ -6,8 +6,8 @@ Admission is a `Slot`, taken before the request body is even read, so a full que
 at once and cheaply. A slot is held until a worker takes the item, so `depth` counts requests
 that are waiting for a replica, uploads and decoding included. The gauges split that count:
 `abpn_queue_depth` (the autoscaling signal) holds only items submitted and waiting for a
-replica, `abpn_uploads_in_progress` the places whose body is still arriving or being decoded,
-so slow clients do not scale the deployment out.
+replica, `abpn_uploads_in_progress` the places still arriving, being decoded or having their
+faces found, so slow clients do not scale the deployment out.
 
 A worker waits for its first item, then at most `max_batch_wait_s` after that item arrived
 for more, up to `max_batch_size`. Items whose client went away or whose deadline passed are

@@ -77,8 +77,8 @@ class Metrics:
         )
         self.uploads_in_progress = Gauge(
             "abpn_uploads_in_progress",
-            "Admitted requests whose body is still arriving or being decoded (they hold a queue "
-            "place, but a slow client must not scale the deployment out).",
+            "Admitted requests still arriving, being decoded or having their faces found (they "
+            "hold a queue place, but a slow client must not scale the deployment out).",
             registry=r,
         )
         self.in_flight = Gauge(
