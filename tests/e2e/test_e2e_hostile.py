@@ -58,7 +58,11 @@ def test_stalled_uploads_are_cut_and_honest_clients_get_through(hostile: Server)
     stop = threading.Event()
     trickler = threading.Thread(target=_trickle, args=(stalled, stop), daemon=True)
     try:
-        wait_for(lambda: hostile.metric("abpn_queue_depth") == 8, 10, "the queue full of stalls")
+        wait_for(
+            lambda: hostile.metric("abpn_uploads_in_progress") == 8, 10, "the queue full of stalls"
+        )
+        # They hold every place, yet the autoscaling signal says no work is waiting.
+        assert hostile.metric("abpn_queue_depth") == 0
         trickler.start()
         started = time.monotonic()
         # An honest client retrying on 503 as the README asks.
@@ -190,7 +194,7 @@ def test_an_upload_cut_by_the_drain_gets_a_json_503(tmp_path) -> None:
     server = start_server(tmp_path, drain_timeout_s=2, read_timeout_s=60)
     try:
         (sock,) = _stall(server.port, 1, len(BODY))
-        wait_for(lambda: server.metric("abpn_queue_depth") == 1, 10, "the upload admitted")
+        wait_for(lambda: server.metric("abpn_uploads_in_progress") == 1, 10, "the upload admitted")
         answer, _, code = _signal_and_collect(server, sock)
         sock.close()
     finally:
@@ -206,7 +210,7 @@ def test_a_stalled_upload_holds_the_drain_only_until_its_upload_deadline(tmp_pat
     server = start_server(tmp_path, drain_timeout_s=60, read_timeout_s=READ_TIMEOUT_S)
     try:
         (sock,) = _stall(server.port, 1, len(BODY))
-        wait_for(lambda: server.metric("abpn_queue_depth") == 1, 10, "the upload admitted")
+        wait_for(lambda: server.metric("abpn_uploads_in_progress") == 1, 10, "the upload admitted")
         answer, seconds, code = _signal_and_collect(server, sock)
         sock.close()
     finally:
