@@ -129,7 +129,6 @@ class Slot:
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
         self._held = True
-        self._submitted = False
         # Weak: the item refers to its slot, and a cycle would keep the item's arrays (225 MiB
         # at 8K) alive until a full collection, which the frozen heap makes rare. The request
         # and the queue hold the item for as long as it matters.
@@ -159,15 +158,13 @@ class Slot:
         item = WorkItem(image, strength, return_mask, deadline, future, self, whitening, parse)
         self._batcher._enqueue(item)
         self._item = weakref.ref(item)
-        self._submitted = True
-        self._batcher._publish()
         return item
 
     def release(self) -> None:
         """Give the place back (idempotent)."""
         if self._held:
             self._held = False
-            self._batcher._release(self._submitted)
+            self._batcher._release(submitted=self._item is not None)
 
     def __enter__(self) -> Slot:
         return self
@@ -271,6 +268,7 @@ class Batcher:
             raise ShuttingDown("the service is shutting down")
         self._queue.append(item)
         self._queued += 1
+        self._publish()
         self._arrived.set()
 
     def withdraw(self, item: WorkItem) -> bool:
