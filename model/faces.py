@@ -53,13 +53,19 @@ MASK_SIDE = 640
 REGION_MARGIN = 0.25
 """Margin around a face's oval, as a share of its size, kept inside its region."""
 PART_MARGIN = 0.035
-"""Dilation of the eyes' and lips' hulls, as a share of the face width."""
-BROW_MARGIN = 0.02
+"""Dilation of the eyes' hulls, as a share of the face width."""
+LIP_MARGIN = 0.02
+"""Dilation of the lips' hull: its landmarks lie on the lips' outer edge, and acne crowds the
+mouth's corners and the skin just below the lower lip."""
+BROW_MARGIN = 0.005
 """Dilation of the brows' hulls: their landmarks lie on the brow's edge, and stray brow hairs
 are left out by the colour filter, so a narrower margin keeps the acne just above the brows."""
 EDGE_SIGMA = 0.006
-"""Blur of the skin mask's edge, as a share of the face width; the hard mask is first eroded
-by 2.5 of these, so a lesion that far inside the edge gets the retouch at full strength."""
+"""Blur of the skin mask's edge, as a share of the face width."""
+EDGE_ERODE = 1.0
+"""The hard mask is eroded by this many EDGE_SIGMAs before the blur, so the soft mask fades to
+(nearly) zero at the hard edge; a lesion that far inside the edge gets the retouch at half
+strength."""
 NOSTRIL_MARGIN = 0.01
 """Dilation of the nostril band's hull: its landmarks already span the nostrils, and a wider
 margin would cut the nose tip and the alae, where blackheads and papules sit."""
@@ -69,6 +75,14 @@ count as skin."""
 FOREHEAD_GROWTH = 0.08
 """How far above the FaceMesh oval the skin may reach on the forehead, as a share of the face
 width (the oval's top stops below the hairline)."""
+JAW_GROWTH = 0.08
+"""How far past the FaceMesh oval, below the brows, the skin may reach, as a share of the face
+width: the oval runs along the jawline and the silhouette of a turned cheek, and acne sits on
+both sides of them (the underside of the jaw, the far cheek). Hair, beard and background there
+are left out by the colour filter."""
+BAND_LIGHTNESS = 0.5
+"""Past the oval, skin is at most this many standard deviations of the face's plain skin
+lighter than its mean."""
 HOLE_SIDE = 0.09
 """Holes in the skin mask that fit a box this share of the face width across are filled: the
 largest real lesions are about 4% of the face width in radius."""
@@ -370,9 +384,12 @@ def _segment_mahalanobis(inv: np.ndarray, start: np.ndarray, step: np.ndarray) -
     return inv[0, 0] * da * da + 2.0 * inv[0, 1] * da * db + inv[1, 1] * db * db
 
 
-def _colour_filter(lab: np.ndarray, oval: np.ndarray, pts: np.ndarray, size: float) -> np.ndarray:
+def _colour_filter(
+    lab: np.ndarray, oval: np.ndarray, band: np.ndarray, pts: np.ndarray, size: float
+) -> np.ndarray:
     """Pixels of `oval` whose colour is this face's skin: plain (as on its cheeks and forehead),
-    inflamed (redder) or shiny (lighter and less saturated)."""
+    inflamed (redder) or, except in `band` (the part of `oval` past the face's silhouette),
+    shiny (lighter and less saturated)."""
     probe = np.zeros(oval.shape, np.uint8)
     for i in _SKIN_PROBES:
         cv2.circle(probe, (round(pts[i, 0]), round(pts[i, 1])), max(1, round(0.04 * size)), 1, -1)
@@ -395,7 +412,11 @@ def _colour_filter(lab: np.ndarray, oval: np.ndarray, pts: np.ndarray, size: flo
     light = samples[:, 0]
     floor = max(light.mean() - 3.5 * light.std(), 0.4 * light.mean())
     keep = ((code & 1) > 0) & (lab[..., 0] >= floor)
-    keep |= (code > 1) & (lab[..., 0] >= light.mean() + light.std())
+    # Past the silhouette a pixel lighter than the face's own skin, shiny or not, is far more
+    # often a wall or a collar than skin: there only plain and inflamed skin of the face's
+    # own lightness counts.
+    keep &= (band == 0) | (lab[..., 0] <= light.mean() + BAND_LIGHTNESS * light.std())
+    keep |= (code > 1) & (lab[..., 0] >= light.mean() + light.std()) & (band == 0)
     # Small holes (pores, a glint) are skin; small islands outside are not.
     keep = cv2.morphologyEx(keep.astype(np.uint8), cv2.MORPH_CLOSE, _disc(0.01 * size))
     return keep & oval
@@ -421,17 +442,24 @@ def _fill_small_holes(skin: np.ndarray, allowed: np.ndarray, size: float) -> np.
     return skin | filled[labels].astype(np.uint8)
 
 
-def face_area(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.ndarray:
+def face_area(
+    shape: tuple[int, int], pts: np.ndarray, size: float, jaw_growth: float | None = None
+) -> np.ndarray:
     """(H, W) uint8 0/1: where skin may be for the face with landmarks `pts` (raster pixels,
     face `size` pixels wide): the FaceMesh face oval with its part above the brows raised by
     FOREHEAD_GROWTH face widths (the oval stops below the hairline, and forehead acne sits
-    there; hair in the band is left out by the colour filter, as a fringe is), and the nose's
-    hull (a turned face's oval leaves its nose out)."""
+    there; hair in the band is left out by the colour filter, as a fringe is) and the rest
+    pushed out by `jaw_growth` face widths (JAW_GROWTH when None), and the nose's hull (a
+    turned face's oval leaves its nose out)."""
     oval = pts[list(_OVAL)].astype(np.float64)
     up = pts[10] - pts[152]  # chin to the top of the forehead
     up = up / max(float(np.hypot(*up)), 1e-6)
     brows = pts[[i for b in _BROWS for i in b]]
     above = (oval - pts[152]) @ up > float(((brows - pts[152]) @ up).max())
+    out = oval - oval.mean(axis=0)
+    out /= np.maximum(np.hypot(out[:, 0], out[:, 1]), 1e-6)[:, None]
+    growth = JAW_GROWTH if jaw_growth is None else jaw_growth
+    oval[~above] += growth * size * out[~above]
     oval[above] += FOREHEAD_GROWTH * size * up
     area = np.zeros(shape, np.uint8)
     _polygon(area, oval, 1, hull=False)
@@ -462,7 +490,7 @@ def protected_parts(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.
     parts = np.zeros(shape, np.uint8)
     for group, margin in (
         *((e, PART_MARGIN) for e in _EYES),
-        (_LIPS, PART_MARGIN),
+        (_LIPS, LIP_MARGIN),
         *((b, BROW_MARGIN) for b in _BROWS),
         (_NOSTRILS, NOSTRIL_MARGIN),
     ):
@@ -485,8 +513,10 @@ def skin_mask(
         pts = (face.landmarks - (box.x0, box.y0)) * scale
         size = face.width * scale
         area = face_area((mh, mw), pts, size)
+        band = area & (1 - face_area((mh, mw), pts, size, jaw_growth=0.0))
         allowed = area & (1 - protected_parts((mh, mw), pts, size))
-        face_skin = _fill_small_holes(_colour_filter(lab, area, pts, size), allowed, size)
+        face_skin = _colour_filter(lab, area, band, pts, size)
+        face_skin = _fill_small_holes(face_skin, allowed, size)
         hard |= face_skin & allowed
     for face in others:
         pts = (face.landmarks - (box.x0, box.y0)) * scale
@@ -495,7 +525,7 @@ def skin_mask(
     # wherever the hard mask is.
     size = max(f.width for f in faces) * scale
     sigma = max(0.6, EDGE_SIGMA * size)
-    core = cv2.erode(hard, _disc(2.5 * sigma))
+    core = cv2.erode(hard, _disc(EDGE_ERODE * sigma))
     soft = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * hard
     # Rounded to bytes before it is scaled up: OpenCV's fixed-point bilinear on bytes is
     # within one level of the float resize and several times faster on a region that may

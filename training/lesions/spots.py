@@ -132,7 +132,9 @@ def find_spots(image: np.ndarray, face: Face) -> list[Spot]:
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     local = pts - (x0, y0)
     shape = (y1 - y0, x1 - x0)
-    grown = cv2.dilate(face_area(shape, local, size), _disc(OVAL_GROWTH * size))
+    # The gate's own jaw growth is left out: the training set was drawn without it.
+    area = face_area(shape, local, size, jaw_growth=0.0)
+    grown = cv2.dilate(area, _disc(OVAL_GROWTH * size))
     # A face size of 0 gives the parts' bare hulls (grown by one pixel), not the gate's margins.
     region = grown & (1 - protected_parts(shape, local, 0.0))
     best, best_r, best_d = contrast_maps(lab_float(image[y0:y1, x0:x1]), region > 0, size)
