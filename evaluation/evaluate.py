@@ -1,7 +1,8 @@
 """Evaluate ABPN: held-out real photos (two painters, 2K-8K, clean photos) and the synthetic set.
 
     python -m evaluation.evaluate [--weights PATH|random] [--suite all|real|synthetic] [--quick]
-        [--whole-photo] [--n 48] [--size 256] [--seed 1234] [--out bench/results/evaluate.json]
+        [--draws N] [--whole-photo] [--n 48] [--size 256] [--seed 1234]
+        [--out bench/results/evaluate.json]
 
 The real-photo part is ``evaluation.evaluate_real`` (run ``python -m training.data.real_photos``
 once first). The synthetic set is the original table: 256-pixel crops of the training painter's
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--suite", choices=["all", "real", "synthetic"], default="all")
     parser.add_argument("--quick", action="store_true", help="real photos at 2K only")
     parser.add_argument(
+        "--draws", type=int, default=1, help="real photos: paint each photo N times (pooled)"
+    )
+    parser.add_argument(
         "--whole-photo",
         action="store_true",
         help="real photos: run ABPN on the whole photo, without faces or skin gate (as v1 did)",
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             "mask_threshold": args.mask_threshold,
             "suite": args.suite,
             "quick": args.quick,
+            "draws": args.draws,
             "whole_photo": args.whole_photo,
             "compiled_lrl": args.compile,
         }
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             model.set_mask_threshold(args.mask_threshold)
         engine = RetouchEngine(model, compile_lrl=args.compile)
         engine.warmup()
-        report["real"] = run(engine, args.quick, args.whole_photo)
+        report["real"] = run(engine, args.quick, args.whole_photo, args.draws)
         print("Held-out real photos, painted defects (PSNR dB, pooled):")
         print(report["real"]["tables"]["painted"])
         print("\nHeld-out clean photos:")

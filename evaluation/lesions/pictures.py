@@ -4,8 +4,11 @@ Each picture is one photo (or a crop of it), side by side: the input with the ma
 ABPN's stages (red: centre outside the skin gate; yellow: in the gate, mask does not fire;
 green: mask fires), ABPN's result, its mask, the detect-and-fill result and the classic filter.
 
-    python -m evaluation.lesions.pictures --photos data/lesions --out docs/images \
+    python -m evaluation.lesions.pictures --photos data/lesions --out /tmp/lesion-pictures \
         --only levle2_109 --crop 0 0 640 640 --zoom 1
+
+The photos are for research only: their pictures stay out of the repository (write them
+outside it).
 """
 
 from __future__ import annotations
