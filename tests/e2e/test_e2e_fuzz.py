@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from bombs import jpeg_scan_bomb, tiff_tile_bomb
 from hostile_support import Answer, connect, read_answer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -76,14 +77,17 @@ def _seed_files() -> dict[str, bytes]:
 
 
 SEEDS = _seed_files()
+BOMBS = {"jpeg-scan-bomb": jpeg_scan_bomb(), "tiff-tile-bomb": tiff_tile_bomb()}
+"""Decoder bombs, mutated like the seeds: a mutation must not turn one into a long decode."""
+SOURCES = {**SEEDS, **BOMBS}
 MEDIA = ["image/jpeg", "image/png", "image/webp", "image/tiff", "application/octet-stream"]
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    """A seed file with a few mutations; the header (first 64 bytes) is hit more often, since
-    that is where sizes and formats are read."""
-    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
+    """A seed file or decoder bomb with a few mutations; the header (first 64 bytes) is hit more
+    often, since that is where sizes and formats are read."""
+    data = bytearray(SOURCES[draw(st.sampled_from(sorted(SOURCES)))])
     for _ in range(draw(st.integers(0, 4))):
         if not data:
             break
@@ -199,6 +203,14 @@ def _check(status: int, content_type: str, body: bytes, head: bool = False) -> N
     if not head:
         error = json.loads(body)["error"]
         assert isinstance(error["code"], str) and isinstance(error["message"], str)
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_decoder_bombs_are_refused_with_a_json_error(fuzzed: Server, name: str) -> None:
+    media = "image/jpeg" if name.startswith("jpeg") else "image/tiff"
+    r = fuzzed.client.post("/v1/retouch", content=BOMBS[name], headers={"content-type": media})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_image"
 
 
 @FUZZ

@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
+from bombs import jpeg_scan_bomb, progressive_jpeg, repeat_last_scan, tiff_tile_bomb
 from PIL import Image
 
 from model import photo
@@ -128,18 +129,9 @@ def test_png_with_a_huge_exif_chunk_decodes_with_it() -> None:
         photo.check_encodable(decoded, "jpeg")
 
 
-def _progressive(h: int = 256, w: int = 384) -> bytes:
-    rng = np.random.default_rng(1)
-    out = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
-        out, format="JPEG", progressive=True
-    )
-    return out.getvalue()
-
-
 def test_scans_are_counted_from_the_marker_segments() -> None:
     assert photo.jpeg_scan_count(_jpeg(), 100) == 1
-    assert photo.jpeg_scan_count(_progressive(), 100) == 10
+    assert photo.jpeg_scan_count(progressive_jpeg(), 100) == 10
     grey = io.BytesIO()
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(grey, format="JPEG", progressive=True)
     assert photo.jpeg_scan_count(grey.getvalue(), 100) == 6
@@ -147,46 +139,20 @@ def test_scans_are_counted_from_the_marker_segments() -> None:
 
 def test_a_jpeg_repeating_a_scan_hundreds_of_times_is_refused_before_decoding() -> None:
     """The scan bomb: one refinement scan repeated, each repeat one more full decoding pass."""
-    data = _progressive()
-    last, eoi = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
-    bomb = data[:eoi] + data[last:eoi] * 300 + data[eoi:]
+    data = progressive_jpeg()
+    bomb = jpeg_scan_bomb()
     assert photo.jpeg_scan_count(bomb, 1000) == 310
     with pytest.raises(PhotoError) as caught:
         photo.decode(bomb)
     assert caught.value.code == "invalid_image" and "scans" in caught.value.message
     # At the limit it still decodes: real files are never near it.
-    allowed = data[:eoi] + data[last:eoi] * (photo.MAX_JPEG_SCANS - 10) + data[eoi:]
+    allowed = repeat_last_scan(data, photo.MAX_JPEG_SCANS - 10)
     assert photo.jpeg_scan_count(allowed, 100) == photo.MAX_JPEG_SCANS
     assert photo.decode(allowed).rgb.shape == (256, 384, 3)
 
 
-def _tiled_tiff(width: int, height: int, tile_w: int, tile_h: int) -> bytes:
-    """A little-endian TIFF, 16-bit RGBA, one deflated tile of tile_w x tile_h whose data the
-    file does not even hold: what the header alone promises the decoder. At 16384x16368 libtiff
-    allocated the 2 GB tile buffer for it (+2,097 MB peak RSS, 16 s, then a decoder error)."""
-    entries = [
-        (256, 4, 1, width),  # ImageWidth
-        (257, 4, 1, height),  # ImageLength
-        (258, 3, 1, 16),  # BitsPerSample (one value stands for every sample)
-        (259, 3, 1, 8),  # Compression: deflate, so that libtiff decodes it
-        (262, 3, 1, 2),  # Photometric: RGB
-        (277, 3, 1, 4),  # SamplesPerPixel
-        (284, 3, 1, 1),  # PlanarConfiguration: chunky
-        (322, 4, 1, tile_w),  # TileWidth
-        (323, 4, 1, tile_h),  # TileLength
-        (324, 4, 1, 8 + 2 + 12 * 11 + 4),  # TileOffsets: just after the IFD
-        (325, 4, 1, 16),  # TileByteCounts
-        (338, 3, 1, 2),  # ExtraSamples: unassociated alpha
-    ]
-    ifd = struct.pack("<H", len(entries))
-    for tag, kind, count, value in entries:
-        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-        ifd += struct.pack("<HHI", tag, kind, count) + packed
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bytes(16)
-
-
 def test_a_tiff_whose_tiles_dwarf_the_image_is_refused_from_its_header() -> None:
-    bomb = _tiled_tiff(16, 16, 16384, 16368)
+    bomb = tiff_tile_bomb()
     assert len(bomb) < 200 and photo.probe(bomb) == ("tiff", 16, 16)
     with pytest.raises(PhotoError) as caught:
         photo.decode(bomb)
