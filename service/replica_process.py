@@ -167,7 +167,7 @@ def _run_in(
     block: SharedMemory, engine: RetouchEngine, items: tuple[SharedItem, ...]
 ) -> tuple[ItemDone | ItemFailed, ...]:
     jobs = [
-        _Job(shared_batch.photo(block, item), item.strength, item.whitening,
+        Job(shared_batch.photo(block, item), item.strength, item.whitening,
              item.mask is not None, shared_batch.parse(block, item))
         for item in items
     ]  # fmt: skip
@@ -189,7 +189,7 @@ def _run_in(
 
 
 @dataclass
-class _Job:
+class Job:
     """One image of a batch as the engine takes it (views of the block)."""
 
     image: np.ndarray
@@ -199,7 +199,7 @@ class _Job:
     parse: FaceParse | None
 
 
-def compute(engine: RetouchEngine, jobs: list[_Job]) -> list[RetouchResult | ItemFailed]:
+def compute(engine: RetouchEngine, jobs: list[Job]) -> list[RetouchResult | ItemFailed]:
     """Run one batch. `return_mask` is per engine call, and a mask costs a full-size array and
     the LRL even where only whitening was asked for: the images that asked for a mask run in a
     call of their own, so that the others never pay for one."""
@@ -214,7 +214,7 @@ def compute(engine: RetouchEngine, jobs: list[_Job]) -> list[RetouchResult | Ite
 
 
 def _compute_group(
-    engine: RetouchEngine, jobs: list[_Job], return_mask: bool
+    engine: RetouchEngine, jobs: list[Job], return_mask: bool
 ) -> list[RetouchResult | ItemFailed]:
     """One engine call; a failed call is re-run one image at a time, so that one bad image,
     or a batch too big for the device, fails no other request."""
