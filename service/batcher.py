@@ -392,6 +392,16 @@ class Batcher:
             for item in batch:
                 self._finish(item, ShuttingDown("the service stopped while this request ran"))
             raise
+        except Exception as exc:
+            # A failure outside the model (the batch's shared memory block could not be made,
+            # say): it costs this batch, not the worker, whose death would leave every request
+            # it takes from here on unanswered.
+            logger.error(
+                "a batch could not be handed to its replica",
+                exc_info=exc,
+                extra={"device": worker.name, "batch_size": len(batch)},
+            )
+            outcomes = [ModelFailed("the batch could not be run") for _ in batch]
         seconds = time.perf_counter() - started
         self.metrics.model_seconds.labels(worker.name).observe(seconds)
         for item, outcome in zip(batch, outcomes, strict=True):

