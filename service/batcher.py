@@ -1,6 +1,6 @@
-"""Dynamic batching: a bounded queue of (item, future) pairs, and one worker per device that
-takes batches from it, runs its model replica on them in a thread of its own and resolves the
-futures.
+"""Dynamic batching: a bounded queue of (item, future) pairs, and one worker per replica that
+takes batches from it, hands them to its replica (a process of its own in the service:
+service.replicas) and resolves the futures.
 
 Admission is a `Slot`, taken before the request body is even read, so a full queue is refused
 at once and cheaply. A slot is held until a worker takes the item, so `depth` counts requests
@@ -11,8 +11,8 @@ faces found, so slow clients do not scale the deployment out.
 
 A worker waits for its first item, then at most `max_batch_wait_s` after that item arrived
 for more, up to `max_batch_size`. Items whose client went away or whose deadline passed are
-dropped before the model sees them. One failing item fails alone: a failed batch is re-run one
-image at a time (after freeing cached device memory when it ran out of it).
+dropped before the model sees them. A worker whose replica is being replaced takes nothing
+until it is warm again; the queue waits for it, within the items' deadlines.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
-import torch
 
 from model.engine import RetouchResult
 from model.faces import FaceParse
@@ -38,27 +36,23 @@ from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.batcher")
 
-T = TypeVar("T")
 
+class Replica(Protocol):
+    """What the batcher needs of a model replica (service.replicas.ProcessReplica)."""
 
-class Engine(Protocol):
-    """What the batcher needs of a model replica (model.engine.RetouchEngine)."""
+    name: str
+    """The device, as metrics label it."""
 
-    device: torch.device
-
-    def retouch_batch(
-        self,
-        images: Sequence[np.ndarray],
-        strengths: Sequence[float] | float = 1.0,
-        return_mask: bool = False,
-        whitening: Sequence[float] | float = 0.0,
-        parses: Sequence[FaceParse] | None = None,
-    ) -> list[RetouchResult]:
-        """Retouch a batch, finding the faces unless `parses` has them; blocking."""
+    async def ready(self) -> None:
+        """Return once the replica can take a batch."""
         ...
 
-    def warmup(self, parse_faces: bool = True) -> None:
-        """Run a small batch once, parsing faces unless told not to; blocking."""
+    async def warm_up(self) -> None:
+        """Run a small batch once, so that the first request pays for no lazy start-up."""
+        ...
+
+    async def run(self, items: Sequence[WorkItem]) -> list[RetouchResult | BatcherError]:
+        """Retouch the items: one result, or the error it failed with, per item, in order."""
         ...
 
 
@@ -84,6 +78,14 @@ class ModelOutOfMemory(BatcherError):
 
 class ModelFailed(BatcherError):
     """The model raised an unexpected error for this image."""
+
+
+class ModelTimeout(BatcherError):
+    """The batch ran past ABPN_BATCH_TIMEOUT_S; its replica was killed and is replaced."""
+
+
+class ReplicaDied(BatcherError):
+    """The replica's process died while it held the batch; it is replaced."""
 
 
 class ClientGone(BatcherError):
@@ -183,9 +185,8 @@ def _retrieve(future: asyncio.Future) -> None:
 
 @dataclass
 class _Worker:
-    engine: Engine
+    replica: Replica
     name: str
-    executor: ThreadPoolExecutor
     task: asyncio.Task | None = None
 
 
@@ -194,49 +195,25 @@ class Batcher:
 
     def __init__(
         self,
-        engines: Sequence[Engine],
+        replicas: Sequence[Replica],
         *,
         max_batch_size: int,
         max_batch_wait_s: float,
         max_queue: int,
         metrics: Metrics,
     ) -> None:
-        if not engines:
-            raise ValueError("the batcher needs at least one engine")
+        if not replicas:
+            raise ValueError("the batcher needs at least one replica")
         self.max_batch_size = max_batch_size
         self.max_batch_wait_s = max_batch_wait_s
         self.max_queue = max_queue
         self.metrics = metrics
-        self.workers = [
-            _Worker(
-                engine,
-                str(engine.device),
-                # One thread per replica: its model calls are serial, and CUDA state stays on
-                # the thread that created it.
-                ThreadPoolExecutor(1, thread_name_prefix=f"abpn-model-{i}"),
-            )
-            for i, engine in enumerate(engines)
-        ]
+        self.workers = [_Worker(replica, replica.name) for replica in replicas]
         self._queue: deque[WorkItem] = deque()
-        self._calls: set[Future] = set()
-        """Model calls and warm-ups submitted to the replicas' threads and not finished there,
-        including those whose awaiting was given up (stop, cancellation)."""
         self._admitted = 0
         self._queued = 0  # of those admitted, submitted and not yet taken by a worker
         self._arrived = asyncio.Event()
         self._stopped = False
-
-    @property
-    def busy(self) -> bool:
-        """Whether a replica's thread still runs a model call or a warm-up, one whose outcome
-        nobody waits for any more included."""
-        return any(not call.done() for call in list(self._calls))
-
-    def _on_thread(self, worker: _Worker, fn: Callable[..., T], *args: object) -> Future[T]:
-        call = worker.executor.submit(fn, *args)
-        self._calls.add(call)
-        call.add_done_callback(self._calls.discard)
-        return call
 
     @property
     def depth(self) -> int:
@@ -315,16 +292,9 @@ class Batcher:
         for worker in self.workers:
             worker.task = asyncio.create_task(self._serve(worker), name=f"abpn-{worker.name}")
 
-    async def warm_up(self, parse_faces: bool = True) -> None:
-        """Warm every replica up on its own thread, all at once (`Engine.warmup`; without
-        `parse_faces` no face parser is loaded, for replicas that are given their parses)."""
-        calls = [
-            self._on_thread(w, w.engine.warmup)
-            if parse_faces
-            else self._on_thread(w, w.engine.warmup, False)
-            for w in self.workers
-        ]
-        await asyncio.gather(*(asyncio.wrap_future(call) for call in calls))
+    async def warm_up(self) -> None:
+        """Warm every replica up, all at once."""
+        await asyncio.gather(*(worker.replica.warm_up() for worker in self.workers))
 
     async def stop(self) -> None:
         """Stop the workers; requests still queued get ShuttingDown."""
@@ -337,9 +307,6 @@ class Batcher:
             item = self._queue.popleft()
             if item.state is State.QUEUED:
                 self._finish(item, ShuttingDown("the service stopped before this request ran"))
-        for worker in self.workers:
-            # A batch already running finishes on its thread; nothing new starts.
-            worker.executor.shutdown(wait=False, cancel_futures=True)
 
     def _finish(self, item: WorkItem, outcome: RetouchResult | BaseException) -> None:
         if item.state is State.QUEUED:
@@ -354,6 +321,9 @@ class Batcher:
 
     async def _serve(self, worker: _Worker) -> None:
         while True:
+            # A replica being replaced takes nothing: the queue keeps its items for the others,
+            # or for it once it is warm again.
+            await worker.replica.ready()
             # No local name for the batch: one would hold its items, and their arrays, while
             # the next batch is awaited.
             await self._run(worker, await self._collect())
@@ -417,13 +387,21 @@ class Batcher:
         self.metrics.batch_size.labels(worker.name).observe(len(batch))
         started = time.perf_counter()
         try:
-            outcomes = await asyncio.wrap_future(
-                self._on_thread(worker, _compute, worker.engine, batch)
-            )
+            outcomes = await worker.replica.run(batch)
         except asyncio.CancelledError:
             for item in batch:
                 self._finish(item, ShuttingDown("the service stopped while this request ran"))
             raise
+        except Exception as exc:
+            # A failure outside the model (the batch's shared memory block could not be made,
+            # say): it costs this batch, not the worker, whose death would leave every request
+            # it takes from here on unanswered.
+            logger.error(
+                "a batch could not be handed to its replica",
+                exc_info=exc,
+                extra={"device": worker.name, "batch_size": len(batch)},
+            )
+            outcomes = [ModelFailed("the batch could not be run") for _ in batch]
         seconds = time.perf_counter() - started
         self.metrics.model_seconds.labels(worker.name).observe(seconds)
         for item, outcome in zip(batch, outcomes, strict=True):
@@ -431,70 +409,3 @@ class Batcher:
             if not isinstance(outcome, BaseException):
                 self.metrics.pixels.inc(item.image.shape[0] * item.image.shape[1])
             self._finish(item, outcome)
-
-
-def _compute(engine: Engine, batch: list[WorkItem]) -> list[RetouchResult | BatcherError]:
-    """Run one batch on the replica's thread. `return_mask` is per engine call, and a mask
-    costs a full-size array and the LRL even where only whitening was asked for: the requests
-    that asked for a mask run in a call of their own, so that the others never pay for one."""
-    outcomes: list[RetouchResult | BatcherError | None] = [None] * len(batch)
-    for wants_mask in (False, True):
-        indices = [i for i, item in enumerate(batch) if item.return_mask is wants_mask]
-        if indices:
-            group = _compute_group(engine, [batch[i] for i in indices], wants_mask)
-            for i, outcome in zip(indices, group, strict=True):
-                outcomes[i] = outcome
-    return outcomes  # type: ignore[return-value]
-
-
-def _compute_group(
-    engine: Engine, batch: list[WorkItem], return_mask: bool
-) -> list[RetouchResult | BatcherError]:
-    """One engine call; a failed call is re-run one image at a time, so that one bad image,
-    or a batch too big for the device, fails no other request."""
-    parses = [item.parse for item in batch]
-    # The engine takes the parses of all images or of none.
-    given = {"parses": parses} if all(p is not None for p in parses) else {}
-    try:
-        return list(
-            engine.retouch_batch(
-                [item.image for item in batch],
-                [item.strength for item in batch],
-                return_mask=return_mask,
-                whitening=[item.whitening for item in batch],
-                **given,
-            )
-        )
-    except Exception as exc:
-        if len(batch) == 1:
-            return [_model_error(exc, engine)]
-        if _is_out_of_memory(exc):
-            _free_cached_memory(engine)
-        logger.warning(
-            "batch failed; retrying its images one at a time",
-            extra={"batch_size": len(batch), "device": str(engine.device), "error": str(exc)},
-        )
-        return [_compute_group(engine, [item], return_mask)[0] for item in batch]
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc)
-    # The CPU allocator reports exhaustion as a plain RuntimeError.
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
-
-
-def _free_cached_memory(engine: Engine) -> None:
-    if engine.device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _model_error(exc: Exception, engine: Engine) -> BatcherError:
-    if _is_out_of_memory(exc):
-        _free_cached_memory(engine)
-        return ModelOutOfMemory(f"{engine.device} ran out of memory for this image")
-    logger.error("the model failed on an image", exc_info=exc)
-    return ModelFailed("the model failed on this image")

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline from arrival; a request still waiting for a replica past it gets 504. Clients
     may lower it per request with the X-Request-Timeout header."""
+    batch_timeout_s: float = Field(120.0, gt=0)
+    """Longest one batch may run in a replica. Past it the replica's process is killed and
+    replaced, and the batch's requests get 504 `model_timeout`: a wedged model call costs
+    its batch, not the service."""
     read_timeout_s: float = Field(10.0, gt=0)
     """Time an upload gets before the minimum rate applies: the body must arrive within
     this plus its length over `min_upload_rate` (408 otherwise)."""

@@ -89,6 +89,10 @@ def as_service_error(exc: Exception) -> ServiceError:
         )
     if isinstance(exc, batcher.ModelFailed):
         return ServiceError(500, "model_error", str(exc))
+    if isinstance(exc, batcher.ModelTimeout):
+        return ServiceError(504, "model_timeout", str(exc))
+    if isinstance(exc, batcher.ReplicaDied):
+        return ServiceError(500, "replica_died", str(exc))
     return ServiceError(500, "internal_error", "internal server error")
 
 
@@ -186,7 +190,9 @@ DESCRIPTIONS = {
     "or TIFF data.",
     422: "invalid_parameter: a query, form or header parameter is out of range; "
     "format_limit: the output format cannot hold this image (size or metadata).",
-    500: "internal_error or model_error.",
+    500: "internal_error, model_error or replica_died (the model's process died while it "
+    "held this request; it is being replaced).",
     503: "queue_full, not_ready, draining, shutting_down or out_of_memory; with Retry-After.",
-    504: "deadline_exceeded: still queued at the request's deadline; it was never computed.",
+    504: "deadline_exceeded: still queued at the request's deadline; it was never computed. "
+    "model_timeout: its batch ran past ABPN_BATCH_TIMEOUT_S; the model's process was replaced.",
 }

@@ -154,6 +154,7 @@ class FacePool:
             if self._pool is pool:  # not replaced by another request already
                 pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
+                self._metrics.process_restarts.labels("face_worker", "died").inc()
             raise ModelFailed("the face parser failed on this image") from exc
         except Exception as exc:
             logger.error("face parsing failed on an image", exc_info=exc)

@@ -4,15 +4,10 @@ shared memory (service.shared_parse)."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
-from multiprocessing.connection import wait
-
 from model.allocator import tune_malloc
 from model.faces import FaceParser
 from service import shared_parse
+from service.child import detach_from_parent_signals
 from service.shared_parse import PackedParse, SharedPhoto
 
 _parser: FaceParser | None = None
@@ -25,23 +20,10 @@ def start(tune: bool = False) -> None:
     global _parser
     if tune:
         tune_malloc()
-    # The service, not a signal sent to its whole process group, decides when a worker stops:
-    # it keeps parsing while the service drains.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        # The pool's pipes do not tell a worker that the service died (each worker holds
-        # both ends of its call queue): without this, a killed service would leave it behind.
-        threading.Thread(
-            target=_exit_with, args=(parent.sentinel,), name="abpn-parent-watch", daemon=True
-        ).start()
+    # The pool's pipes do not tell a worker that the service died (each worker holds both
+    # ends of its call queue): the parent watch is what makes a killed service take it along.
+    detach_from_parent_signals()
     _parser = FaceParser()
-
-
-def _exit_with(parent_sentinel: int) -> None:
-    wait([parent_sentinel])
-    os._exit(0)
 
 
 def ready() -> bool:

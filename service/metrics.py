@@ -110,6 +110,13 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.process_restarts = Counter(
+            "abpn_process_restarts",
+            "Child processes replaced, by process (replica, face_worker) and reason (timeout: "
+            "a batch ran past ABPN_BATCH_TIMEOUT_S and it was killed; died).",
+            ["process", "reason"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "abpn_model_info",
             "The served model (always 1).",

@@ -1,5 +1,5 @@
 """Everything a request handler needs, built once per app: settings, metrics, lifecycle, the
-codec pool, the face workers and the batcher over one model replica per device."""
+codec pool, the face workers and the batcher over one model replica process per device."""
 
 from __future__ import annotations
 
@@ -8,20 +8,19 @@ import gc
 import logging
 from typing import Annotated
 
-import torch
 from fastapi import Depends, Request
 
-from model.allocator import tune_malloc
-from model.engine import RetouchEngine
-from model.net.abpn import ABPN
-from model.weights import WeightsInfo, load_model
+from model.weights import WeightsInfo
 from service.batcher import Batcher
 from service.codecs import Codecs
 from service.config import Settings
 from service.cpus import available_cpus
+from service.errors import ServiceError, unavailable
 from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
+from service.replica_process import ReplicaConfig
+from service.replicas import ProcessReplica
 
 logger = logging.getLogger("abpn.runtime")
 
@@ -40,11 +39,24 @@ class Runtime:
             self.faces = FacePool(settings.face_workers, self.metrics, settings.tune_malloc)
         self.devices = settings.device_list()
         self.info: WeightsInfo | None = None
+        self.replicas = [
+            ProcessReplica(self._replica_config(device), self.metrics, settings.batch_timeout_s)
+            for device in self.devices
+        ]
         self._batcher: Batcher | None = None
 
-    def _engine(self, model: ABPN, device: str) -> RetouchEngine:
-        compile_lrl = self.settings.compile_lrl and device == "cpu"
-        return RetouchEngine(model, device, compile_lrl=compile_lrl)
+    def _replica_config(self, device: str) -> ReplicaConfig:
+        s = self.settings
+        return ReplicaConfig(
+            device=device,
+            weights=s.weights,
+            compile_lrl=s.compile_lrl and device == "cpu",
+            torch_threads=s.torch_thread_count(),
+            tune_malloc=s.tune_malloc,
+            # With face workers the replicas are given their parses: no parser loaded there.
+            parse_faces=self.faces is None,
+            log_level=s.log_level,
+        )
 
     @property
     def batcher(self) -> Batcher:
@@ -54,25 +66,22 @@ class Runtime:
         return self._batcher
 
     async def start(self) -> None:
-        """Start the face workers, load the weights and put one replica on each device, off
-        the event loop. A missing or broken checkpoint raises, so the process fails fast with
-        the reason."""
-        # Process-wide, and before any replica computes: more threads than the CPUs left
-        # beside the face workers made every model call several times slower here (OpenMP
-        # threads waiting for a core at each barrier).
-        torch.set_num_threads(self.settings.torch_thread_count())
-        malloc_tuned = self.settings.tune_malloc and tune_malloc()
+        """Start the face workers and one replica process per device, each loading the
+        weights, all at once. A missing or broken checkpoint raises, so the process fails fast
+        with the reason."""
         face_workers = asyncio.to_thread(self.faces.start) if self.faces else asyncio.sleep(0)
-        loaded, _ = await asyncio.gather(
-            asyncio.to_thread(load_model, self.settings.weights), face_workers
-        )
-        self.info = loaded.info
-        engines = await asyncio.gather(
-            *(asyncio.to_thread(self._engine, loaded.model, device) for device in self.devices)
-        )
-        self.metrics.serving(loaded.info.name, loaded.info.version, loaded.info.sha256)
+        try:
+            *loaded, _ = await asyncio.gather(
+                *(replica.start() for replica in self.replicas), face_workers
+            )
+        except BaseException:
+            await self.stop()
+            raise
+        info = loaded[0].info
+        self.info = info
+        self.metrics.serving(info.name, info.version, info.sha256)
         self._batcher = Batcher(
-            engines,
+            self.replicas,
             max_batch_size=self.settings.max_batch_size,
             max_batch_wait_s=self.settings.max_batch_wait_ms / 1000.0,
             max_queue=self.settings.max_queue,
@@ -83,13 +92,15 @@ class Runtime:
             "replicas loaded",
             extra={
                 "devices": self.devices,
+                "pids": [replica.pid for replica in self.replicas],
                 "cpus": available_cpus(),
                 "face_workers": self.settings.face_workers,
-                "torch_threads": torch.get_num_threads(),
-                "compiled_lrl": [e.compiled_lrl is not None for e in engines],
-                "malloc_tuned": malloc_tuned,
-                "weights": loaded.info.name,
-                "sha256": loaded.info.sha256,
+                "codec_threads": self.settings.codec_threads,
+                "torch_threads": loaded[0].torch_threads,
+                "compiled_lrl": [replica.compiled_lrl for replica in loaded],
+                "malloc_tuned": loaded[0].malloc_tuned,
+                "weights": info.name,
+                "sha256": info.sha256,
             },
         )
 
@@ -97,8 +108,7 @@ class Runtime:
         """Run a warm-up batch on every replica, freeze what start-up left on the heap, then
         report ready (or failed)."""
         try:
-            # With face workers the replicas never parse: no parser is loaded here for them.
-            await self.batcher.warm_up(parse_faces=self.faces is None)
+            await self.batcher.warm_up()
         except Exception as exc:
             logger.exception("warm-up failed")
             self.lifecycle.mark_failed(f"warm-up failed: {exc}")
@@ -112,10 +122,18 @@ class Runtime:
         logger.info("start-up heap frozen", extra={"objects": gc.get_freeze_count()})
         self.lifecycle.mark_ready()
 
-    def model_busy(self) -> bool:
-        """Whether a replica's thread still computes (a model call or the warm-up, with the
-        LRL's compile), even one given up on: exiting then must not wait for it."""
-        return self._batcher is not None and self._batcher.busy
+    def readiness_error(self) -> ServiceError | None:
+        """Why readiness is 503 now: the lifecycle's reason, or a replica being replaced (it
+        takes no batch until it is warm again; requests still queue for it)."""
+        error = self.lifecycle.readiness_error()
+        if error is None and not all(replica.is_ready for replica in self.replicas):
+            return unavailable("not_ready", "a model replica is being replaced")
+        return error
+
+    def kill_replicas(self) -> None:
+        """Kill every replica process still alive, without the event loop (service.server)."""
+        for replica in self.replicas:
+            replica.kill()
 
     async def halt(self) -> None:
         """Answer every request waiting for faces or for a replica with ShuttingDown; nothing
@@ -126,8 +144,9 @@ class Runtime:
             await self._batcher.stop()
 
     async def stop(self) -> None:
-        """Stop the workers, the codec pool and the face workers."""
+        """Stop the workers, the replica processes, the codec pool and the face workers."""
         await self.halt()
+        await asyncio.gather(*(replica.close() for replica in self.replicas))
         self.codecs.close()
         if self.faces is not None:
             self.faces.close()

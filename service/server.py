@@ -9,8 +9,8 @@ once (new requests refused, not answered) and exit through the signal.
 The drain is bounded by ABPN_DRAIN_TIMEOUT_S: shortly before it ends, requests still
 uploading, decoding, waiting for faces or a replica, running or encoding are answered 503
 `shutting_down` (with Retry-After, so clients retry elsewhere), and the process exits at the
-deadline without waiting for a model call or a face parse still under way. A second signal
-exits at once.
+deadline without waiting for a model call or a face parse still under way (the replica
+processes are killed). A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -97,12 +97,18 @@ def serve(settings: Settings) -> None:
     )
     runtime: Runtime = app.state.runtime
     server = DrainingServer(config, runtime)
-    server.run()
-    if server.aborted or runtime.model_busy():
-        # A model call, or the warm-up compiling the LRL (a minute on 2 cores with a cold
-        # Inductor cache), may still run on its thread, its outcome already given up: the
-        # interpreter would join that thread at exit, past the drain deadline and possibly
-        # past the pod's terminationGracePeriodSeconds. Every request has been answered.
+    try:
+        server.run()
+    finally:
+        # The app's shutdown ends the replica processes; a second signal skips it, and so
+        # does a failed start-up. multiprocessing's exit handler would then wait for a child
+        # that ignores SIGTERM (a batch, or the LRL's compile, can take minutes).
+        runtime.kill_replicas()
+    if server.aborted or server.force_exit:
+        # A decode or an encode given up on at the end of the drain may still run on a codec
+        # thread, which the interpreter would join at exit, past the drain deadline and
+        # possibly past the pod's terminationGracePeriodSeconds. Every request has been
+        # answered.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

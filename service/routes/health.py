@@ -32,8 +32,9 @@ async def healthz(runtime: RuntimeDep) -> Status | JSONResponse:
 @router.get("/readyz", summary="Readiness", response_model=Status, responses=errors.responses(503))
 async def readyz(runtime: RuntimeDep) -> Status | JSONResponse:
     """200 once the weights are loaded and every replica has run its warm-up batch; 503
-    (`not_ready`) before that and (`draining`) once shutdown began."""
-    error = runtime.lifecycle.readiness_error()
+    (`not_ready`) before that and while a replica is being replaced, and (`draining`) once
+    shutdown began."""
+    error = runtime.readiness_error()
     if error is not None:
         return errors.error_response(error)
     return Status(status="ready")

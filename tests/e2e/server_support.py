@@ -3,6 +3,7 @@ port (random weights, CPU), its metrics, raw HTTP over a socket, and test images
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -61,6 +62,17 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+def log_lines(server: Server, message: str) -> list[dict]:
+    """The service's JSON log records whose message is `message`, oldest first."""
+    return [json.loads(line) for line in server.log_text().splitlines() if f'"{message}"' in line]
+
+
+def replica_pids(server: Server) -> list[int]:
+    """The model replica processes the service started with (its "replicas loaded" record)."""
+    (loaded,) = log_lines(server, "replicas loaded")
+    return loaded["pids"]
 
 
 def sample(text: str, name: str, /, **labels: str) -> float:

@@ -1,5 +1,7 @@
 """The face worker processes live and die with the service: a signal to the whole process
-group leaves them parsing through the drain, and a service killed outright takes them along."""
+group leaves them parsing through the drain, and a service killed outright takes them along.
+(The model replica's process, the service's other spawned child, has its own tests in
+test_e2e_replicas.py.)"""
 
 from __future__ import annotations
 
@@ -12,20 +14,26 @@ from pathlib import Path
 import psutil
 import pytest
 from images import encoded, grace_hopper
-from server_support import REPO, start_server
+from server_support import REPO, Server, replica_pids, start_server
 
 PORTRAIT = encoded(grace_hopper())
 PNG = {"content-type": "image/png"}
 
 
-def _workers(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children() if "spawn_main" in " ".join(p.cmdline())]
+def _workers(server: Server) -> list[psutil.Process]:
+    """The face workers: the service's spawned children other than its model replica."""
+    replicas = set(replica_pids(server))
+    return [
+        p
+        for p in psutil.Process(server.proc.pid).children()
+        if "spawn_main" in " ".join(p.cmdline()) and p.pid not in replicas
+    ]
 
 
 def test_workers_exit_when_the_service_is_killed(tmp_path) -> None:
     server = start_server(tmp_path, face_workers=1)
     try:
-        workers = _workers(server.proc.pid)
+        workers = _workers(server)
         assert len(workers) == 1
         r = server.client.post("/v1/retouch", content=PORTRAIT, headers=PNG)
         assert r.status_code == 200 and r.headers["x-faces"] == "1"
@@ -40,7 +48,7 @@ def test_workers_exit_when_the_service_is_killed(tmp_path) -> None:
 def test_a_signal_to_the_group_leaves_the_workers_to_the_drain(tmp_path) -> None:
     server = start_server(tmp_path, face_workers=1)
     try:
-        workers = _workers(server.proc.pid)
+        workers = _workers(server)
         # What Ctrl-C or a signal to the process group does to the workers.
         for worker in workers:
             worker.send_signal(signal.SIGINT)
@@ -79,15 +87,19 @@ def test_workers_load_no_torch_and_the_service_no_face_parser(tmp_path, launcher
         env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     server = start_server(tmp_path, face_workers=1, command=command, env=env)
     try:
-        workers = _workers(server.proc.pid)
+        workers = _workers(server)
         assert len(workers) == 1
         loaded = [m.path for m in workers[0].memory_maps()]
         heavy = sorted({Path(p).name for p in loaded if any(h in p for h in HEAVY)})
         assert not heavy, heavy
+        (replica,) = replica_pids(server)
+        modelled = [m.path for m in psutil.Process(replica).memory_maps()]
+        assert any("libtorch" in p for p in modelled)
+        # The replica gets its parses from the worker, and the service only passes them on:
+        # no parser loaded in either.
         served = [m.path for m in psutil.Process(server.proc.pid).memory_maps()]
-        assert any("libtorch" in p for p in served)
-        # The replica gets its parses from the worker: no parser loaded in the service either.
-        parsers = sorted({Path(p).name for p in served if "mediapipe" in p or "yuface" in p})
-        assert not parsers, parsers
+        for maps in (modelled, served):
+            parsers = sorted({Path(p).name for p in maps if "mediapipe" in p or "yuface" in p})
+            assert not parsers, parsers
     finally:
         server.stop()

@@ -1,6 +1,7 @@
 """The batcher on its own, with stand-in replicas whose timing the tests control (a gate the
-worker thread waits on), so batching, deadlines, withdrawal and error isolation are checked
-deterministically."""
+replica's thread waits on), so batching, deadlines, withdrawal and error isolation are checked
+deterministically. The stand-ins run in a thread of this process (`ThreadReplica`, tests only),
+through the replica process's own batch logic (`service.replica_process.compute`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 
 from model.engine import RetouchResult
+from service import replica_process
 from service.batcher import (
     Batcher,
+    BatcherError,
     ClientGone,
     DeadlineExceeded,
     ModelFailed,
@@ -23,8 +27,11 @@ from service.batcher import (
     QueueFull,
     ShuttingDown,
     State,
+    WorkItem,
 )
 from service.metrics import Metrics
+from service.replica_process import ItemFailed
+from service.replicas import as_batcher_error
 
 pytestmark = pytest.mark.anyio
 
@@ -62,13 +69,39 @@ class StandIn:
         self.retouch_batch([np.zeros((4, 4, 3), np.uint8)])
 
 
+class ThreadReplica:
+    """The batcher's Replica over a stand-in engine on a thread of its own."""
+
+    def __init__(self, engine: StandIn) -> None:
+        self.engine = engine
+        self.name = str(engine.device)
+        self._thread = ThreadPoolExecutor(1)
+
+    async def ready(self) -> None:
+        return None
+
+    async def warm_up(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.warmup)
+
+    async def run(self, items: Sequence[WorkItem]) -> list[RetouchResult | BatcherError]:
+        jobs = [
+            replica_process.Job(i.image, i.strength, i.whitening, i.return_mask, i.parse)
+            for i in items
+        ]
+        outcomes = await asyncio.get_running_loop().run_in_executor(
+            self._thread, replica_process.compute, self.engine, jobs
+        )
+        return [as_batcher_error(o) if isinstance(o, ItemFailed) else o for o in outcomes]
+
+
 def _image(value: int = 0) -> np.ndarray:
     return np.full((4, 6, 3), value, np.uint8)
 
 
 def _batcher(*engines: StandIn, **overrides: float) -> Batcher:
     options = {"max_batch_size": 4, "max_batch_wait_s": 0.05, "max_queue": 16, **overrides}
-    return Batcher(list(engines) or [StandIn()], metrics=Metrics(), **options)  # type: ignore[arg-type]
+    replicas = [ThreadReplica(engine) for engine in engines or [StandIn()]]
+    return Batcher(replicas, metrics=Metrics(), **options)  # type: ignore[arg-type]
 
 
 async def _submit(batcher: Batcher, value: int = 0, deadline_s: float = 30.0):
@@ -207,6 +240,34 @@ async def test_one_bad_item_fails_alone() -> None:
     assert isinstance(outcomes[1], ModelFailed)
     assert [int(outcomes[i].image[0, 0, 0]) for i in (0, 2)] == [1, 3]
     assert engine.batches == [3, 1, 1, 1]
+    await batcher.stop()
+
+
+class FailingOnce(ThreadReplica):
+    """A replica whose first hand-over fails outside the model (a shared memory block that
+    cannot be made, say), as ProcessReplica.run can."""
+
+    def __init__(self, engine: StandIn) -> None:
+        super().__init__(engine)
+        self.failed = False
+
+    async def run(self, items: Sequence[WorkItem]) -> list[RetouchResult | BatcherError]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        return await super().run(items)
+
+
+async def test_a_failed_hand_over_fails_its_batch_and_the_worker_serves_on() -> None:
+    replica = FailingOnce(StandIn())
+    batcher = Batcher([replica], max_batch_size=4, max_batch_wait_s=0.05, max_queue=16,
+                      metrics=Metrics())  # type: ignore[list-item]  # fmt: skip
+    batcher.start()
+    # Bounded: a worker that died with the error would leave the running item unanswered.
+    with pytest.raises(ModelFailed):
+        await asyncio.wait_for(batcher.wait((await _submit(batcher, 1))[1]), 10)
+    result = await asyncio.wait_for(batcher.wait((await _submit(batcher, 2))[1]), 10)
+    assert int(result.image[0, 0, 0]) == 2
     await batcher.stop()
 
 
