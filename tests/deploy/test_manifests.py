@@ -132,6 +132,19 @@ def test_writable_tmp_on_a_read_only_root(overlay: Manifests):
     assert home is None or home == "/tmp" or home.startswith("/tmp/"), home
 
 
+def test_shared_memory_holds_a_full_batch_of_8k_photos(overlay: Manifests):
+    # Pixels reach the replica and face worker processes through /dev/shm, which a container
+    # gets at 64 MB unless a volume replaces it: one 8K photo is 118 MB.
+    volumes = {v["name"]: v for v in overlay.pod_spec.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in overlay.container.get("volumeMounts", [])}
+    assert "/dev/shm" in mounts, "mount a memory-backed /dev/shm"
+    shm = volumes[mounts["/dev/shm"]["name"]]["emptyDir"]
+    assert shm.get("medium") == "Memory", shm
+    batch = 8 * 7680 * 5120 * (3 + 1 + 1)  # ABPN_MAX_PIXELS photos, skin and retouch masks
+    assert quantity(shm["sizeLimit"]) >= batch
+    assert quantity(shm["sizeLimit"]) < quantity(overlay.container["resources"]["limits"]["memory"])
+
+
 def test_image_is_pinned_per_variant(overlay: Manifests):
     image = overlay.container["image"]
     name, _, tag = image.rpartition(":")
