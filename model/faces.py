@@ -79,7 +79,8 @@ JAW_GROWTH = 0.08
 """How far past the FaceMesh oval, below the brows, the skin may reach, as a share of the face
 width: the oval runs along the jawline and the silhouette of a turned cheek, and acne sits on
 both sides of them (the underside of the jaw, the far cheek). Hair, beard and background there
-are left out by the colour filter."""
+are left out by the colour filter. The shipped weights were trained inside the oval and leave
+most painted defects in this band alone (docs/model.md, "Second pass")."""
 BAND_LIGHTNESS = 0.5
 """Past the oval, skin is at most this many standard deviations of the face's plain skin
 lighter than its mean."""
