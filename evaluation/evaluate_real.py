@@ -187,11 +187,11 @@ def evaluate_painted(
             for r in parse.regions:
                 regions[r.box.y0 : r.box.y1, r.box.x0 : r.box.x1] = True
             for painter_name, painter in PAINTERS.items():
+                tally = tallies[painter_name, res_name]
                 for draw in range(draws):
                     extra = (str(draw),) if draw else ()
                     rng = np.random.default_rng(_seed(name, res_name, painter_name, *extra))
                     painted, mask = painter(clean, parse, rng)
-                    tally = tallies[painter_name, res_name]
                     tally.defects += int(mask.sum())
                     for m, run in methods.items():
                         se = squared_error(run(painted), clean)

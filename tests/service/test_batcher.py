@@ -98,9 +98,11 @@ def _image(value: int = 0) -> np.ndarray:
     return np.full((4, 6, 3), value, np.uint8)
 
 
-def _batcher(*engines: StandIn, **overrides: float) -> Batcher:
+def _batcher(
+    *engines: StandIn, replica: ThreadReplica | None = None, **overrides: float
+) -> Batcher:
     options = {"max_batch_size": 4, "max_batch_wait_s": 0.05, "max_queue": 16, **overrides}
-    replicas = [ThreadReplica(engine) for engine in engines or [StandIn()]]
+    replicas = [replica] if replica else [ThreadReplica(e) for e in engines or [StandIn()]]
     return Batcher(replicas, metrics=Metrics(), **options)  # type: ignore[arg-type]
 
 
@@ -259,9 +261,7 @@ class FailingOnce(ThreadReplica):
 
 
 async def test_a_failed_hand_over_fails_its_batch_and_the_worker_serves_on() -> None:
-    replica = FailingOnce(StandIn())
-    batcher = Batcher([replica], max_batch_size=4, max_batch_wait_s=0.05, max_queue=16,
-                      metrics=Metrics())  # type: ignore[list-item]  # fmt: skip
+    batcher = _batcher(replica=FailingOnce(StandIn()))
     batcher.start()
     # Bounded: a worker that died with the error would leave the running item unanswered.
     with pytest.raises(ModelFailed):
