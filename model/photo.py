@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,46 @@ refinement scan hundreds of times costs seconds of decoding at 8K for nothing.""
 TIFF_TILE_SLACK = 4
 """A TIFF tile may cover this many times the image's pixels (at least 1024x1024): tiles are
 multiples of 16 and writers often use one larger than a small image, never more."""
-_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH, _TIFF_BITS_PER_SAMPLE = 322, 323, 258
+
+
+@dataclass(frozen=True)
+class DecodeCost:
+    """What decoding a photo will allocate, read from its header before any pixel is."""
+
+    width: int
+    height: int
+    decoder_bytes: int
+    """The decoder's own buffers: the image in its stored mode (16-bit, CMYK, alpha) and, for a
+    tiled TIFF, one tile; the 8-bit RGB and alpha made from them come on top."""
+
+
+def _decode_cost(img: Image.Image, fmt: str) -> DecodeCost:
+    width, height = img.size
+    if fmt == "jpeg" and img.mode in ("RGB", "L"):
+        return DecodeCost(width, height, 3 * width * height)  # libjpeg-turbo writes the RGB
+    # Pillow's modes name their sample size: 1-bit and 8-bit bands take a byte each, I;16* two,
+    # I and F four, and 16-bit RGB(A) TIFFs open as their 8-bit modes after a 16-bit read.
+    sample = 4 if img.mode in ("I", "F") else 2 if "16" in img.mode else 1
+    wide = 2 if fmt == "tiff" and _bits_per_sample(img) > 8 else 1
+    per_pixel = len(img.getbands()) * sample * wide
+    tile = _tiff_tile(img)[2] if fmt == "tiff" else 0
+    return DecodeCost(width, height, per_pixel * (width * height + tile))
+
+
+def _tiff_tile(img: Image.Image) -> tuple[int, int, int]:
+    """A TIFF's tile width, length and pixels (0 for a stripped TIFF)."""
+    tags = getattr(img, "tag_v2", {})
+    width = int(tags.get(_TIFF_TILE_WIDTH, 0) or 0)
+    length = int(tags.get(_TIFF_TILE_LENGTH, 0) or 0)
+    return width, length, width * length
+
+
+def _bits_per_sample(img: Image.Image) -> int:
+    bits = getattr(img, "tag_v2", {}).get(_TIFF_BITS_PER_SAMPLE, 8)
+    if isinstance(bits, tuple):
+        bits = max(bits, default=8)
+    return int(bits) if isinstance(bits, int) else 8
 
 
 def _check_decode_cost(data: bytes, img: Image.Image, fmt: str) -> None:
@@ -179,14 +219,13 @@ def _check_decode_cost(data: bytes, img: Image.Image, fmt: str) -> None:
                 f"the JPEG holds more than {MAX_JPEG_SCANS} scans; encoders write 1-10",
             )
     elif fmt == "tiff":
-        tags = getattr(img, "tag_v2", {})
-        tile = int(tags.get(_TIFF_TILE_WIDTH, 0) or 0) * int(tags.get(_TIFF_TILE_LENGTH, 0) or 0)
+        tile_width, tile_length, tile = _tiff_tile(img)
         width, height = img.size
         if tile > max(TIFF_TILE_SLACK * width * height, 1 << 20):
             raise PhotoError(
                 "invalid_image",
-                f"the TIFF's tiles ({tags.get(_TIFF_TILE_WIDTH)}x{tags.get(_TIFF_TILE_LENGTH)}) "
-                f"are far larger than the image ({width}x{height})",
+                f"the TIFF's tiles ({tile_width}x{tile_length}) are far larger than the image "
+                f"({width}x{height})",
             )
 
 
@@ -226,14 +265,22 @@ def jpeg_scan_count(data: bytes, stop_at: int) -> int:
     return scans
 
 
-def decode(data: bytes, max_pixels: int | None = None) -> Photo:
+def decode(
+    data: bytes,
+    max_pixels: int | None = None,
+    admit: Callable[[DecodeCost], None] | None = None,
+) -> Photo:
     """Decode JPEG, PNG, WebP or TIFF bytes into a Photo. The size in the header is checked
     against `max_pixels` (None: no limit) before any pixel is decoded, and so is what decoding
-    would cost beyond the pixels (`MAX_JPEG_SCANS`, `TIFF_TILE_SLACK`). Raises PhotoError."""
+    would cost beyond the pixels (`MAX_JPEG_SCANS`, `TIFF_TILE_SLACK`); then `admit`, when
+    given, is called with what the decode will allocate and may raise to refuse it. Raises
+    PhotoError, or what `admit` raises."""
     img, fmt = _open(data)
     with img:
         _check_size(*img.size, max_pixels)
         _check_decode_cost(data, img, fmt)
+        if admit is not None:
+            admit(_decode_cost(img, fmt))
         orientation = _orientation(img)
         icc = img.info.get("icc_profile") or None
         exif = _reset_orientation(img.info.get("exif")) if img.info.get("exif") else None

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from model import photo
 from model.engine import RetouchResult
 from model.photo import Photo
+from service.batcher import DeadlineExceeded
+from service.memory_budget import Lease, photo_cost
 from service.metrics import Metrics
 
 
@@ -21,12 +23,30 @@ class Codecs:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="abpn-codec")
         self._metrics = metrics
 
-    async def decode(self, data: bytes, max_pixels: int) -> tuple[Photo, float]:
-        """Decode `data` (PhotoError on bad or oversized input); returns the photo and seconds."""
+    async def decode(
+        self, data: bytes, max_pixels: int, lease: Lease, deadline: float
+    ) -> tuple[Photo, float]:
+        """Decode `data`, taking the photo's memory from `lease` before any pixel is decoded;
+        returns the photo and seconds. Raises PhotoError on bad or oversized input, the
+        lease's ServiceError when the photo does not fit the budget, and DeadlineExceeded when
+        `deadline` (time.monotonic()) passes first: the decode is then abandoned, and runs on
+        in its thread, bounded by the decoder's limits, with the lease pinned until it ends."""
         started = time.perf_counter()
-        decoded = await asyncio.get_running_loop().run_in_executor(
-            self._pool, photo.decode, data, max_pixels
-        )
+        lease.pin()
+        try:
+            work = asyncio.get_running_loop().run_in_executor(
+                self._pool, _decode, data, max_pixels, lease, deadline
+            )
+        except BaseException:
+            lease.unpin()
+            raise
+        work.add_done_callback(_retrieve)  # read even when nobody waits for it any more
+        try:
+            decoded = await asyncio.wait_for(
+                asyncio.shield(work), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            raise DeadlineExceeded("the deadline passed while decoding") from None
         seconds = time.perf_counter() - started
         self._metrics.decode_seconds.observe(seconds)
         return decoded, seconds
@@ -57,6 +77,24 @@ class Codecs:
     def close(self) -> None:
         """Stop the threads once the work queued on them is done."""
         self._pool.shutdown(wait=False)
+
+
+def _decode(data: bytes, max_pixels: int, lease: Lease, deadline: float) -> Photo:
+    def admit(cost: photo.DecodeCost) -> None:
+        lease.grow(photo_cost(cost), f"a {cost.width}x{cost.height} photo")
+
+    try:
+        if time.monotonic() > deadline:  # it waited for a codec thread past the deadline
+            raise DeadlineExceeded("the deadline passed before decoding")
+        return photo.decode(data, max_pixels, admit)
+    finally:
+        lease.unpin()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    # Read so that asyncio does not log an abandoned decode's error as never retrieved.
+    if not future.cancelled():
+        future.exception()
 
 
 def _render(

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 beyond)."""
     max_pixels: int = Field(EIGHT_K_PIXELS, ge=1)
     """Largest image (width x height) accepted, read from the header before decoding (413)."""
+    memory_budget_mb: int = Field(2048, ge=1)
+    """MiB that requests in flight may hold at once: bodies as they arrive, then photos as
+    their headers state them (12 bytes a pixel for a JPEG: 450 MiB for a 39 MP photo), before
+    any pixel is decoded; beyond it 503 `memory_full` with Retry-After. The model's own working
+    memory comes on top (README, "Memory")."""
     codec_threads: int = Field(default_factory=_default_codec_threads, ge=1)
     """Threads that decode and encode images (never the event loop)."""
     face_workers: int = Field(default_factory=_default_face_workers, ge=0, le=64)

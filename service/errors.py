@@ -185,14 +185,16 @@ DESCRIPTIONS = {
     404: "not_found.",
     405: "method_not_allowed.",
     413: "body_too_large (over ABPN_MAX_BODY_BYTES, refused before it is read) or "
-    "image_too_large (over ABPN_MAX_PIXELS, read from the header before decoding).",
+    "image_too_large (over ABPN_MAX_PIXELS, or needing more than the whole "
+    "ABPN_MEMORY_BUDGET_MB, read from the header before decoding).",
     415: "unsupported_media_type: missing or unsupported Content-Type, or not JPEG, PNG, WebP "
     "or TIFF data.",
     422: "invalid_parameter: a query, form or header parameter is out of range; "
     "format_limit: the output format cannot hold this image (size or metadata).",
     500: "internal_error, model_error or replica_died (the model's process died while it "
     "held this request; it is being replaced).",
-    503: "queue_full, not_ready, draining, shutting_down or out_of_memory; with Retry-After.",
+    503: "queue_full, memory_full (the photos in flight hold ABPN_MEMORY_BUDGET_MB), "
+    "not_ready, draining, shutting_down or out_of_memory; with Retry-After.",
     504: "deadline_exceeded: still queued at the request's deadline; it was never computed. "
     "model_timeout: its batch ran past ABPN_BATCH_TIMEOUT_S; the model's process was replaced.",
 }

@@ -81,6 +81,17 @@ class Metrics:
             "hold a queue place, but a slow client must not scale the deployment out).",
             registry=r,
         )
+        self.memory_budget = Gauge(
+            "abpn_memory_budget_bytes",
+            "ABPN_MEMORY_BUDGET_MB in bytes: what requests in flight may hold at once.",
+            registry=r,
+        )
+        self.memory_in_flight = Gauge(
+            "abpn_memory_in_flight_bytes",
+            "Bytes the requests in flight hold of the memory budget (bodies, and photos as "
+            "their headers state them); a request past the budget is answered 503 memory_full.",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "abpn_in_flight_requests",
             "Retouch requests being handled, from admission to the response.",

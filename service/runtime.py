@@ -1,5 +1,6 @@
 """Everything a request handler needs, built once per app: settings, metrics, lifecycle, the
-codec pool, the face workers and the batcher over one model replica process per device."""
+codec pool, the memory budget, the face workers and the batcher over one model replica process
+per device."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from service.cpus import available_cpus
 from service.errors import ServiceError, unavailable
 from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
+from service.memory_budget import MemoryBudget
 from service.metrics import Metrics
 from service.replica_process import ReplicaConfig
 from service.replicas import ProcessReplica
@@ -34,6 +36,7 @@ class Runtime:
         self.metrics = Metrics(weights_sha256=settings.api_keys is None)
         self.lifecycle = Lifecycle(self.metrics)
         self.codecs = Codecs(settings.codec_threads, self.metrics)
+        self.memory = MemoryBudget(settings.memory_budget_mb * 2**20, self.metrics)
         self.faces: FacePool | None = None
         if settings.face_workers:
             self.faces = FacePool(settings.face_workers, self.metrics, settings.tune_malloc)

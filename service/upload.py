@@ -1,7 +1,7 @@
 """Reading the uploaded image: a raw image body or a multipart form field `image`, under the
 body limit (checked against Content-Length before reading, and counted while reading for
-chunked uploads) and the upload deadline (`UploadClock`), plus watching for the client
-to go away."""
+chunked uploads), the upload deadline (`UploadClock`), the request's deadline and the memory
+budget, plus watching for the client to go away."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from starlette.types import Message, Receive
 
 from model.photo import format_for_media_type
 from service.errors import ServiceError, unavailable
+from service.memory_budget import Lease
 
 _MULTIPART = "multipart/form-data"
 # Part types that say nothing about the data: the bytes are sniffed instead.
@@ -88,10 +89,17 @@ def check_headers(request: Request, max_body_bytes: int) -> BodyKind:
         kind = BodyKind.RAW
     else:
         raise unsupported(f"{media} is not supported")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_body_bytes:
+    length = declared_length(request)
+    if length is not None and length > max_body_bytes:
         raise body_too_large(max_body_bytes)
     return kind
+
+
+def declared_length(request: Request) -> int | None:
+    """The body's Content-Length, or None for a chunked body (uvicorn refuses a malformed one
+    before the app sees it)."""
+    length = request.headers.get("content-length")
+    return int(length) if length is not None and length.isdigit() else None
 
 
 def body_too_large(limit: int) -> ServiceError:
@@ -134,35 +142,74 @@ async def _receive_by(receive: Receive, due: float, cut: asyncio.Event) -> Messa
     raise TimeoutError
 
 
+def upload_past_deadline(received: int, clock: UploadClock) -> ServiceError:
+    """The 504 for an upload still arriving at the request's deadline; the connection is
+    closed, since the rest of the body is not read."""
+    return ServiceError(
+        504,
+        "deadline_exceeded",
+        f"the request's deadline passed during the upload ({received} bytes in "
+        f"{clock.elapsed():.1f} s)",
+        {"Connection": "close"},
+    )
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What bounds one upload: its size, its pace, the request's deadline, and the memory."""
+
+    max_bytes: int
+    clock: UploadClock
+    deadline: float
+    """time.monotonic() of the request's deadline: an upload still arriving then gets 504."""
+    lease: Lease
+    """Grown by the body's bytes as they arrive, beyond `prepaid`."""
+    prepaid: int = 0
+    """Bytes already taken from the lease for the body (its declared length)."""
+
+
+def body_cost(kind: BodyKind, length: int) -> int:
+    """Bytes a body of `length` holds: a multipart part is spooled, then read, so twice."""
+    return 2 * length if kind is BodyKind.MULTIPART else length
+
+
 async def _limited(
-    request: Request, limit: int, clock: UploadClock, cut: asyncio.Event
+    request: Request, kind: BodyKind, limits: UploadLimits, cut: asyncio.Event
 ) -> AsyncIterator[bytes]:
-    """The body's chunks, stopping with 413 as soon as more than `limit` bytes arrived, 408
-    when the upload falls behind `clock`, 503 when `cut` is set (the drain is ending)."""
-    total = 0
+    """The body's chunks, stopping with 413 as soon as more than `limits.max_bytes` arrived,
+    408 when the upload falls behind its clock, 504 at the deadline, 503 when `cut` is set (the
+    drain is ending) or the memory budget is spent."""
+    total, paid = 0, limits.prepaid
     more = True
     while more:
+        due = min(limits.clock.due(total), limits.deadline)
         try:
-            message = await _receive_by(request.receive, clock.due(total), cut)
+            message = await _receive_by(request.receive, due, cut)
         except TimeoutError:
-            raise upload_timeout(total, clock) from None
+            if due == limits.deadline:
+                raise upload_past_deadline(total, limits.clock) from None
+            raise upload_timeout(total, limits.clock) from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
         more = message.get("more_body", False)
         total += len(chunk)
-        if total > limit:
-            raise body_too_large(limit)
+        if total > limits.max_bytes:
+            raise body_too_large(limits.max_bytes)
+        cost = body_cost(kind, total)
+        if cost > paid:
+            limits.lease.grow(cost - paid, "the upload")
+            paid = cost
         if chunk:
             yield chunk
 
 
 async def read_upload(
-    request: Request, kind: BodyKind, max_body_bytes: int, clock: UploadClock, cut: asyncio.Event
+    request: Request, kind: BodyKind, limits: UploadLimits, cut: asyncio.Event
 ) -> Upload:
-    """Read the image under the body limit and the upload deadline, unless `cut` is set.
-    Raises ServiceError (400, 408, 413, 415, 422, 503) or ClientDisconnect."""
-    chunks = _limited(request, max_body_bytes, clock, cut)
+    """Read the image under its limits, unless `cut` is set. Raises ServiceError (400, 408,
+    413, 415, 422, 503, 504) or ClientDisconnect."""
+    chunks = _limited(request, kind, limits, cut)
     if kind is BodyKind.RAW:
         data = b"".join([chunk async for chunk in chunks])
         fields: dict[str, str] = {}

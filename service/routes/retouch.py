@@ -13,7 +13,15 @@ from model.photo import MEDIA_TYPES, check_encodable
 from service import errors
 from service.batcher import ClientGone, DeadlineExceeded
 from service.runtime import RuntimeDep
-from service.upload import UploadClock, check_headers, read_upload, watch_disconnect
+from service.upload import (
+    UploadClock,
+    UploadLimits,
+    body_cost,
+    check_headers,
+    declared_length,
+    read_upload,
+    watch_disconnect,
+)
 
 router = APIRouter(tags=["retouch"])
 
@@ -149,49 +157,52 @@ async def retouch(
         clock = UploadClock(
             request.state.arrived_at, settings.read_timeout_s, settings.min_upload_rate
         )
-        with runtime.batcher.reserve() as slot:
-            upload = await read_upload(
-                request, kind, settings.max_body_bytes, clock, runtime.lifecycle.uploads_cut
-            )
-            params = _merge_form(params, upload.fields)
-            disconnected = watch_disconnect(request)
-            try:
-                source, decode_s = await runtime.lifecycle.unless_cut(
-                    runtime.codecs.decode(upload.data, settings.max_pixels)
-                )
-                check_encodable(source, params.format or source.format, params.output == "mask")
-                if disconnected.done():
-                    raise ClientGone("decode")
-                if time.monotonic() > deadline:
-                    raise DeadlineExceeded("the deadline passed while decoding")
-                parse, faces_s = None, 0.0
-                if runtime.faces is not None:
-                    parse, faces_s = await runtime.faces.parse(source.rgb, deadline, disconnected)
+        # The lease covers the photo until it is encoded; the queue place ends with the model.
+        with runtime.memory.lease() as lease:
+            with runtime.batcher.reserve() as slot:
+                prepaid = body_cost(kind, declared_length(request) or 0)
+                lease.grow(prepaid, "the upload")
+                limits = UploadLimits(settings.max_body_bytes, clock, deadline, lease, prepaid)
+                upload = await read_upload(request, kind, limits, runtime.lifecycle.uploads_cut)
+                params = _merge_form(params, upload.fields)
+                disconnected = watch_disconnect(request)
+                try:
+                    source, decode_s = await runtime.lifecycle.unless_cut(
+                        runtime.codecs.decode(upload.data, settings.max_pixels, lease, deadline)
+                    )
+                    check_encodable(source, params.format or source.format, params.output == "mask")
                     if disconnected.done():
-                        raise ClientGone("faces")
-                    if time.monotonic() > deadline:
-                        raise DeadlineExceeded("the deadline passed while finding faces")
-                item = slot.submit(
-                    source.rgb,
-                    params.strength,
-                    params.output == "mask",
-                    deadline,
-                    params.whitening,
-                    parse,
+                        raise ClientGone("decode")
+                    parse, faces_s = None, 0.0
+                    if runtime.faces is not None:
+                        parse, faces_s = await runtime.faces.parse(
+                            source.rgb, deadline, disconnected
+                        )
+                        if disconnected.done():
+                            raise ClientGone("faces")
+                        if time.monotonic() > deadline:
+                            raise DeadlineExceeded("the deadline passed while finding faces")
+                    item = slot.submit(
+                        source.rgb,
+                        params.strength,
+                        params.output == "mask",
+                        deadline,
+                        params.whitening,
+                        parse,
+                    )
+                    result = await runtime.batcher.wait(item, disconnected)
+                finally:
+                    disconnected.cancel()
+            body, media_type, encode_s = await runtime.lifecycle.unless_cut(
+                runtime.codecs.encode(
+                    source,
+                    result,
+                    fmt=params.format,
+                    quality=params.quality,
+                    mask=params.output == "mask",
+                    original=upload.data,  # what goes back when the model changed nothing
                 )
-                result = await runtime.batcher.wait(item, disconnected)
-            finally:
-                disconnected.cancel()
-        body, media_type, encode_s = await runtime.lifecycle.unless_cut(
-            runtime.codecs.encode(
-                source,
-                result,
-                fmt=params.format,
-                quality=params.quality,
-                mask=params.output == "mask",
-                original=upload.data,  # what goes back when the model changed nothing
             )
-        )
     timing = _server_timing(
         queue=item.queue_seconds,
         decode=decode_s,

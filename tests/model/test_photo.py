@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import bombs
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
@@ -212,6 +213,35 @@ def test_limit_allows_images_up_to_it() -> None:
     assert photo.decode(data, max_pixels=64 * 48).rgb.shape == (48, 64, 3)
     with pytest.raises(PhotoError):
         photo.decode(data, max_pixels=64 * 48 - 1)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refuse(cost: photo.DecodeCost) -> None:
+    raise _Refused(cost)
+
+
+def test_admit_is_told_the_decode_cost_and_can_refuse_before_any_pixel() -> None:
+    # The header claims 100,000 x 100,000: refused by `admit`, the decode never allocates.
+    with pytest.raises(_Refused) as refused:
+        photo.decode(_png_header_only(100_000, 100_000), admit=_refuse)
+    assert refused.value.args[0] == photo.DecodeCost(100_000, 100_000, 3 * 10**10)
+    jpeg = _save(Image.fromarray(_gradient()), "JPEG")
+    with pytest.raises(_Refused) as refused:
+        photo.decode(jpeg, admit=_refuse)
+    assert refused.value.args[0] == photo.DecodeCost(64, 48, 3 * 64 * 48)
+    seen: list[photo.DecodeCost] = []
+    assert photo.decode(jpeg, admit=seen.append).rgb.shape == (48, 64, 3)
+    assert seen == [photo.DecodeCost(64, 48, 3 * 64 * 48)]
+
+
+def test_a_16_bit_tiled_tiff_costs_its_samples_and_its_tile() -> None:
+    # 16-bit RGBA: 8 bytes a pixel, for the image and for its one 1024x1024 tile.
+    with pytest.raises(_Refused) as refused:
+        photo.decode(bombs.tiled_tiff(1000, 800, 1024, 1024), admit=_refuse)
+    assert refused.value.args[0] == photo.DecodeCost(1000, 800, 8 * (1000 * 800 + 1024 * 1024))
 
 
 def test_media_types_and_suffixes() -> None:
