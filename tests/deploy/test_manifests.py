@@ -202,3 +202,18 @@ def test_threads_and_processes_are_stated_within_the_cpu_limit(overlay: Manifest
     assert torch_threads >= 1
     assert face_workers + torch_threads <= limit, (face_workers, torch_threads, limit)
     assert int(config["ABPN_CODEC_THREADS"]) <= limit
+
+
+def test_memory_budget_fits_the_memory_limit(overlay: Manifests):
+    # The budget bounds the photos in flight; the processes at rest (about 1.5 GiB with one
+    # 8K photo's working memory in the replica, README "Memory") and each face worker come on
+    # top, and the photos' shared-memory copies (4 of their 12 bytes a pixel) live in /dev/shm.
+    config = overlay.config
+    assert "ABPN_MEMORY_BUDGET_MB" in config, f"{overlay.name}: ABPN_MEMORY_BUDGET_MB not set"
+    budget = int(config["ABPN_MEMORY_BUDGET_MB"]) * 2**20
+    at_rest = 1.5 * 2**30 + 0.3 * 2**30 * int(config["ABPN_FACE_WORKERS"])
+    assert at_rest + budget <= quantity(overlay.container["resources"]["limits"]["memory"])
+    volumes = {v["name"]: v for v in overlay.pod_spec.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in overlay.container.get("volumeMounts", [])}
+    shm = volumes[mounts["/dev/shm"]["name"]]["emptyDir"]
+    assert budget * 4 / 12 <= quantity(shm["sizeLimit"])
