@@ -11,9 +11,14 @@ Photos go to the workers and masks come back through shared memory (service.shar
 
 A parse waits for a free worker in a FIFO of its own, bounded by the batcher's admission
 slots; a request whose client went away or whose deadline passed before its parse started is
-never parsed. Workers ignore SIGINT and SIGTERM, so that a signal sent to the whole process
-group leaves them running while the service drains; they exit when the service closes the
-pool, or when it dies (a thread of theirs watches it).
+never parsed. A parse that runs past its time limit (ABPN_FACES_TIMEOUT_S) costs the workers:
+they are killed, every parse they held is answered ModelTimeout, and new ones start at once. A
+worker that dies costs the same, answered ModelFailed. Either way the replacement is counted in
+`abpn_process_restarts_total{process="face_worker"}`.
+
+Workers ignore SIGINT and SIGTERM, so that a signal sent to the whole process group leaves them
+running while the service drains; they exit when the service closes the pool, or when it dies
+(a thread of theirs watches it).
 """
 
 from __future__ import annotations
@@ -154,29 +159,31 @@ class FacePool:
                 raise ClientGone("faces")
             raise DeadlineExceeded("the request waited for face parsing past its deadline")
 
-    async def _started(self, workers: _Workers, deadline: float) -> None:
-        """Return once `workers` have loaded their parsers: the time limit is a parse's, and
-        must not count a replacement's start-up."""
-        if workers.ready is None or workers.ready.done():
-            return
-        stopped = self._stop_signal()
-        timeout = max(0.0, deadline - time.monotonic())
-        await asyncio.wait(
-            {workers.ready, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if stopped.done():
-            raise ShuttingDown("the service stopped before this request's faces were found")
-        if not workers.ready.done():
-            raise DeadlineExceeded("the request's deadline passed while face workers started")
+    async def _started(self, deadline: float) -> _Workers:
+        """The current workers, once they have loaded their parsers: the time limit is a
+        parse's, and must not count a replacement's start-up."""
+        while True:
+            workers = self._workers
+            if workers is None:
+                raise RuntimeError("the face pool has not started")
+            if workers.ready is None or workers.ready.done():
+                return workers
+            stopped = self._stop_signal()
+            timeout = max(0.0, deadline - time.monotonic())
+            await asyncio.wait(
+                {workers.ready, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopped.done():
+                raise ShuttingDown("the service stopped before this request's faces were found")
+            if not workers.ready.done():
+                raise DeadlineExceeded("the request's deadline passed while face workers started")
 
     async def _run(self, image: np.ndarray, deadline: float) -> FaceParse:
-        workers = self._workers
-        if workers is None:
-            raise RuntimeError("the face pool has not started")
-        await self._started(workers, deadline)
         # Off the event loop: copying an 8K photo into the block takes tens of milliseconds.
         block, photo = await asyncio.to_thread(shared_parse.share, image)
         try:
+            # Nothing awaits between this and the submit, so these workers are still current.
+            workers = await self._started(deadline)
             work = asyncio.get_running_loop().run_in_executor(
                 workers.pool, face_worker.parse_shared, photo, self._max_faces
             )
