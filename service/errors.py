@@ -196,5 +196,6 @@ DESCRIPTIONS = {
     503: "queue_full, memory_full (the photos in flight hold ABPN_MEMORY_BUDGET_MB), "
     "not_ready, draining, shutting_down or out_of_memory; with Retry-After.",
     504: "deadline_exceeded: still queued at the request's deadline; it was never computed. "
-    "model_timeout: its batch ran past ABPN_BATCH_TIMEOUT_S; the model's process was replaced.",
+    "model_timeout: its batch ran past ABPN_BATCH_TIMEOUT_S, or its face parse (or another "
+    "one on the same face workers) past ABPN_FACES_TIMEOUT_S; the process was replaced.",
 }

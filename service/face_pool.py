@@ -11,9 +11,14 @@ Photos go to the workers and masks come back through shared memory (service.shar
 
 A parse waits for a free worker in a FIFO of its own, bounded by the batcher's admission
 slots; a request whose client went away or whose deadline passed before its parse started is
-never parsed. Workers ignore SIGINT and SIGTERM, so that a signal sent to the whole process
-group leaves them running while the service drains; they exit when the service closes the
-pool, or when it dies (a thread of theirs watches it).
+never parsed. A parse that runs past its time limit (ABPN_FACES_TIMEOUT_S) costs the workers:
+they are killed, every parse they held is answered ModelTimeout, and new ones start at once. A
+worker that dies costs the same, answered ModelFailed. Either way the replacement is counted in
+`abpn_process_restarts_total{process="face_worker"}`.
+
+Workers ignore SIGINT and SIGTERM, so that a signal sent to the whole process group leaves them
+running while the service drains; they exit when the service closes the pool, or when it dies
+(a thread of theirs watches it).
 """
 
 from __future__ import annotations
@@ -24,28 +29,59 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 import numpy as np
 
 from model.faces import FaceParse
 from service import face_worker, shared_parse
-from service.batcher import ClientGone, DeadlineExceeded, ModelFailed, ShuttingDown
+from service.batcher import (
+    BatcherError,
+    ClientGone,
+    DeadlineExceeded,
+    ModelFailed,
+    ModelTimeout,
+    ShuttingDown,
+)
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.faces")
 
 
+@dataclass(eq=False)
+class _Workers:
+    """One generation of worker processes: the pool they serve, and what became of them."""
+
+    pool: ProcessPoolExecutor
+    ready: asyncio.Future | None = None
+    """Done once every process of a replacement has loaded its parser; None for the first
+    processes, which `start` waits for."""
+    lost: str | None = None
+    """Why the processes were killed ("timeout", "died"), once they were."""
+
+
 class FacePool:
     """`workers` face-parsing processes, started by `start` (blocking: each loads its
-    detector and landmark graph)."""
+    detector and landmark graph). Each parse retouches at most `max_faces` faces (None: all),
+    and may run `timeout_s` seconds."""
 
-    def __init__(self, workers: int, metrics: Metrics, tune_malloc: bool = False) -> None:
+    def __init__(
+        self,
+        workers: int,
+        metrics: Metrics,
+        tune_malloc: bool = False,
+        *,
+        max_faces: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
         if workers < 1:
             raise ValueError("a face pool needs at least one worker")
         self.workers = workers
         self._metrics = metrics
         self._tune_malloc = tune_malloc
-        self._pool: ProcessPoolExecutor | None = None
+        self._max_faces = max_faces
+        self._timeout = timeout_s
+        self._workers: _Workers | None = None
         # The pool itself queues without bound and hands work to its processes eagerly; this
         # semaphore keeps the waiting here, where it can be abandoned.
         self._free = asyncio.Semaphore(workers)
@@ -56,10 +92,11 @@ class FacePool:
     def start(self) -> None:
         """Start the processes, and return once they answer (each loads its parser as it
         starts, before it takes any work)."""
-        self._pool = self._new_pool()
+        pool = self._new_pool()
         # One trivial call per worker, all at once: the pool starts a process for each.
-        for future in [self._pool.submit(face_worker.ready) for _ in range(self.workers)]:
+        for future in [pool.submit(face_worker.ready) for _ in range(self.workers)]:
             future.result()
+        self._workers = _Workers(pool)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a fork of this process would copy torch's thread pools and locks mid-state.
@@ -75,14 +112,15 @@ class FacePool:
     ) -> tuple[FaceParse, float]:
         """The faces and skin of `image`, and the seconds it took, waiting included. Raises
         ClientGone or DeadlineExceeded if either happens before a worker takes the image (a
-        parse under way is finished), ShuttingDown once `stop` was called, and ModelFailed if
-        the parse fails."""
+        parse under way is finished), ShuttingDown once `stop` was called, ModelTimeout if
+        the parse runs past `timeout_s` (or another one held by the same processes does: they
+        are killed and replaced), and ModelFailed if the parse fails."""
         started = time.perf_counter()
         await self._take_worker(deadline, disconnected)
         try:
             if disconnected.done():
                 raise ClientGone("faces")
-            parse = await self._run(image)
+            parse = await self._run(image, deadline)
         finally:
             self._free.release()
         seconds = time.perf_counter() - started
@@ -121,14 +159,37 @@ class FacePool:
                 raise ClientGone("faces")
             raise DeadlineExceeded("the request waited for face parsing past its deadline")
 
-    async def _run(self, image: np.ndarray) -> FaceParse:
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("the face pool has not started")
+    async def _started(self, deadline: float) -> _Workers:
+        """The current workers, once they have loaded their parsers: the time limit is a
+        parse's, and must not count a replacement's start-up."""
+        while True:
+            workers = self._workers
+            if workers is None:
+                raise RuntimeError("the face pool has not started")
+            if workers.ready is None or workers.ready.done():
+                return workers
+            stopped = self._stop_signal()
+            timeout = max(0.0, deadline - time.monotonic())
+            await asyncio.wait(
+                {workers.ready, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopped.done():
+                raise ShuttingDown("the service stopped before this request's faces were found")
+            if not workers.ready.done():
+                raise DeadlineExceeded("the request's deadline passed while face workers started")
+
+    async def _run(self, image: np.ndarray, deadline: float) -> FaceParse:
         # Off the event loop: copying an 8K photo into the block takes tens of milliseconds.
         block, photo = await asyncio.to_thread(shared_parse.share, image)
         try:
-            work = asyncio.get_running_loop().run_in_executor(pool, face_worker.parse_shared, photo)
+            # Nothing awaits between this and the submit, so these workers are still current.
+            workers = await self._started(deadline)
+            work = asyncio.get_running_loop().run_in_executor(
+                workers.pool, face_worker.parse_shared, photo, self._max_faces
+            )
+        except BrokenProcessPool as exc:  # a replacement that could not start
+            shared_parse.release(block)
+            raise self._lost(workers, exc) from exc
         except BaseException:
             shared_parse.release(block)
             raise
@@ -139,27 +200,65 @@ class FacePool:
         work.add_done_callback(_retrieve)
         stopped = self._stop_signal()
         try:
-            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {work, stopped}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         except asyncio.CancelledError:
             work.add_done_callback(_discard)  # nobody will unpack its masks
             raise
         if not work.done():
             work.add_done_callback(_discard)  # nobody will unpack its masks
-            raise ShuttingDown("the service stopped while this request's faces were found")
+            if stopped.done():
+                raise ShuttingDown("the service stopped while this request's faces were found")
+            if workers.lost is None:  # not killed for another parse already
+                logger.error(
+                    "a face parse ran past ABPN_FACES_TIMEOUT_S; replacing the face workers",
+                    extra={"timeout_s": self._timeout},
+                )
+                self._replace(workers, "timeout")
+            raise ModelTimeout(f"face parsing ran past ABPN_FACES_TIMEOUT_S ({self._timeout:g} s)")
+        if work.cancelled():  # dropped by its pool as the pool was replaced
+            raise self._lost(workers, None)
         try:
             packed = work.result()
         except BrokenProcessPool as exc:
-            # A worker died (killed, or crashed in native code): every parse it held is lost.
-            logger.error("a face worker died; starting new ones", exc_info=exc)
-            if self._pool is pool:  # not replaced by another request already
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                self._metrics.process_restarts.labels("face_worker", "died").inc()
-            raise ModelFailed("the face parser failed on this image") from exc
+            raise self._lost(workers, exc) from exc
         except Exception as exc:
             logger.error("face parsing failed on an image", exc_info=exc)
             raise ModelFailed("the face parser failed on this image") from exc
         return await asyncio.to_thread(shared_parse.unpack, packed)
+
+    def _lost(self, workers: _Workers, exc: BaseException | None) -> BatcherError:
+        """The error of a parse whose processes are gone; replaces them if nobody did yet."""
+        if workers.lost == "timeout":
+            return ModelTimeout(
+                "the face workers were replaced: a parse they held ran past "
+                f"ABPN_FACES_TIMEOUT_S ({self._timeout:g} s)"
+            )
+        if workers.lost is None:
+            # A worker died (killed, or crashed in native code): every parse it held is lost.
+            logger.error("a face worker died; starting new ones", exc_info=exc)
+            self._replace(workers, "died")
+        return ModelFailed("the face parser failed on this image")
+
+    def _replace(self, workers: _Workers, reason: str) -> None:
+        """Kill `workers`' processes, start new ones and count the restart."""
+        workers.lost = reason
+        # ProcessPoolExecutor has no public way to end a busy process, and a hung parse never
+        # ends by itself. Its own clean-up of a broken pool sends SIGTERM, which workers
+        # ignore (service.child), and then joins them without a limit. Killing the processes
+        # through its private map breaks the pool, which fails every call it held.
+        for process in list((workers.pool._processes or {}).values()):
+            process.kill()
+        workers.pool.shutdown(wait=False, cancel_futures=True)
+        pool = self._new_pool()
+        # Started now rather than by the next parse, whose time limit would count the start.
+        ready = asyncio.gather(
+            *(asyncio.wrap_future(pool.submit(face_worker.ready)) for _ in range(self.workers))
+        )
+        ready.add_done_callback(_retrieve)
+        self._workers = _Workers(pool, ready)
+        self._metrics.process_restarts.labels("face_worker", reason).inc()
 
     def stop(self) -> None:
         """Answer every parse waiting or under way with ShuttingDown; none starts after."""
@@ -170,9 +269,9 @@ class FacePool:
     def close(self) -> None:
         """Stop the processes once the parses they hold are done."""
         self.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._workers is not None:
+            self._workers.pool.shutdown(wait=False, cancel_futures=True)
+            self._workers = None
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -31,14 +31,15 @@ def ready() -> bool:
     return _parser is not None
 
 
-def parse_shared(photo: SharedPhoto) -> PackedParse:
-    """Faces and skin of one (H, W, 3) uint8 RGB photo in shared memory; the masks go back in
-    a block of their own (`shared_parse.pack`), which the service unlinks."""
+def parse_shared(photo: SharedPhoto, max_faces: int | None = None) -> PackedParse:
+    """Faces and skin of one (H, W, 3) uint8 RGB photo in shared memory, at most `max_faces`
+    of them (`FaceParser.parse`); the masks go back in a block of their own
+    (`shared_parse.pack`), which the service unlinks."""
     if _parser is None:
         raise RuntimeError("the face worker did not start")
     block, image = shared_parse.read_photo(photo)
     try:
-        parse = _parser.parse(image)
+        parse = _parser.parse(image, max_faces)
     finally:
         del image  # the mapping cannot close while an array still uses it
         block.close()

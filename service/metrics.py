@@ -124,7 +124,8 @@ class Metrics:
         self.process_restarts = Counter(
             "abpn_process_restarts",
             "Child processes replaced, by process (replica, face_worker) and reason (timeout: "
-            "a batch ran past ABPN_BATCH_TIMEOUT_S and it was killed; died).",
+            "a batch ran past ABPN_BATCH_TIMEOUT_S, or a face parse past ABPN_FACES_TIMEOUT_S, "
+            "and it was killed; died).",
             ["process", "reason"],
             registry=r,
         )

@@ -42,6 +42,8 @@ class ReplicaConfig:
     parse_faces: bool
     """Whether the replica finds faces itself (no face workers) and so loads a parser."""
     log_level: str = "info"
+    max_faces: int | None = None
+    """Most faces retouched per photo where the replica parses itself (ABPN_MAX_FACES)."""
 
 
 # Service -> replica.
@@ -91,6 +93,7 @@ class ItemDone:
     faces: int
     untouched: bool
     timings: dict[str, float] = field(default_factory=dict)
+    faces_skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ def main(conn: Connection, config: ReplicaConfig) -> None:
     try:
         loaded = load_model(config.weights)
         compile_lrl = config.compile_lrl and config.device == "cpu"
-        engine = RetouchEngine(loaded.model, config.device, compile_lrl=compile_lrl)
+        engine = RetouchEngine(
+            loaded.model, config.device, compile_lrl=compile_lrl, max_faces=config.max_faces
+        )
     except Exception as exc:
         conn.send(Failed(f"{type(exc).__name__}: {exc}"))
         return
@@ -183,7 +188,9 @@ def _run_in(
         if room is not None and outcome.mask is not None:
             room[...] = outcome.mask
         del room
-        done.append(ItemDone(outcome.faces, outcome.untouched, outcome.timings))
+        done.append(
+            ItemDone(outcome.faces, outcome.untouched, outcome.timings, outcome.faces_skipped)
+        )
     jobs.clear()  # their views of the block go before it closes
     return tuple(done)
 

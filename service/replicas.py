@@ -324,7 +324,14 @@ def _collect(
             image = item.image if outcome.untouched else shared_batch.copy_photo(block, layout)
             mask = shared_batch.copy_mask(block, layout)
             results.append(
-                RetouchResult(image, mask, outcome.faces, outcome.untouched, outcome.timings)
+                RetouchResult(
+                    image,
+                    mask,
+                    outcome.faces,
+                    outcome.untouched,
+                    outcome.timings,
+                    faces_skipped=outcome.faces_skipped,
+                )
             )
         return results
     finally:

@@ -39,7 +39,13 @@ class Runtime:
         self.memory = MemoryBudget(settings.memory_budget_mb * 2**20, self.metrics)
         self.faces: FacePool | None = None
         if settings.face_workers:
-            self.faces = FacePool(settings.face_workers, self.metrics, settings.tune_malloc)
+            self.faces = FacePool(
+                settings.face_workers,
+                self.metrics,
+                settings.tune_malloc,
+                max_faces=settings.max_faces,
+                timeout_s=settings.faces_timeout_s,
+            )
         self.devices = settings.device_list()
         self.info: WeightsInfo | None = None
         self.replicas = [
@@ -59,6 +65,7 @@ class Runtime:
             # With face workers the replicas are given their parses: no parser loaded there.
             parse_faces=self.faces is None,
             log_level=s.log_level,
+            max_faces=s.max_faces,
         )
 
     @property

@@ -52,6 +52,8 @@ class SharedItem:
     faces: tuple[Face, ...] | None
     """The parse's faces, or None when the replica finds them itself."""
     regions: tuple[SharedRegion, ...] = ()
+    skipped: int = 0
+    """The parse's faces left out by the cap (`FaceParse.skipped`)."""
 
 
 @dataclass(frozen=True)
@@ -77,16 +79,23 @@ def _layout(requests: Sequence[ItemRequest]) -> tuple[list[SharedItem], int]:
         mask = None
         if request.return_mask:
             mask, offset = offset, _aligned(offset + h * w)
-        faces, regions = None, []
+        faces, regions, skipped = None, [], 0
         if request.parse is not None:
-            faces = request.parse.faces
+            faces, skipped = request.parse.faces, request.parse.skipped
             for region in request.parse.regions:
                 regions.append(SharedRegion(region.box, region.faces, offset))
                 offset = _aligned(offset + region.skin.nbytes)
         shape = (h, w, 3)
         items.append(
             SharedItem(
-                shape, photo, mask, request.strength, request.whitening, faces, tuple(regions)
+                shape,
+                photo,
+                mask,
+                request.strength,
+                request.whitening,
+                faces,
+                tuple(regions),
+                skipped,
             )
         )
     return items, offset
@@ -131,7 +140,7 @@ def parse(block: SharedMemory, item: SharedItem) -> FaceParse | None:
         FaceRegion(r.box, r.faces, _view(block, r.skin, (r.box.height, r.box.width)))
         for r in item.regions
     )
-    return FaceParse(item.faces, regions)
+    return FaceParse(item.faces, regions, item.skipped)
 
 
 def copy_photo(block: SharedMemory, item: SharedItem) -> np.ndarray:

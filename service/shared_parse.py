@@ -35,6 +35,7 @@ class PackedParse:
     faces: tuple[Face, ...]
     regions: tuple[tuple[Box, tuple[Face, ...]], ...]
     masks: str | None
+    skipped: int = 0
 
 
 def share(image: np.ndarray) -> tuple[SharedMemory, SharedPhoto]:
@@ -63,7 +64,7 @@ def pack(parse: FaceParse) -> PackedParse:
     regions = tuple((r.box, r.faces) for r in parse.regions)
     total = sum(r.skin.nbytes for r in parse.regions)
     if not total:
-        return PackedParse(parse.faces, regions, None)
+        return PackedParse(parse.faces, regions, None, parse.skipped)
     block = SharedMemory(create=True, size=total)
     try:
         offset = 0
@@ -73,13 +74,13 @@ def pack(parse: FaceParse) -> PackedParse:
             offset += size
     finally:
         block.close()
-    return PackedParse(parse.faces, regions, block.name)
+    return PackedParse(parse.faces, regions, block.name, parse.skipped)
 
 
 def unpack(packed: PackedParse) -> FaceParse:
     """The FaceParse, its masks copied out of their block, which is then unlinked."""
     if packed.masks is None:
-        return FaceParse(packed.faces, ())
+        return FaceParse(packed.faces, (), packed.skipped)
     block = SharedMemory(name=packed.masks)
     try:
         regions, offset = [], 0
@@ -91,7 +92,7 @@ def unpack(packed: PackedParse) -> FaceParse:
             offset += size
     finally:
         release(block)
-    return FaceParse(packed.faces, tuple(regions))
+    return FaceParse(packed.faces, tuple(regions), packed.skipped)
 
 
 def discard(packed: PackedParse) -> None:

@@ -48,3 +48,16 @@ def slow_portrait(h: int, w: int, seed: int = 0) -> np.ndarray:
     big = np.asarray(Image.fromarray(grace_hopper()).resize((w, h), Image.Resampling.BICUBIC))
     noise = np.random.default_rng(seed).integers(-1, 2, big.shape)
     return np.clip(big.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def crowd() -> np.ndarray:
+    """Four faces of four sizes side by side: the real portrait at widths 512, 384, 288 and
+    216, its face alone in each (a crowd for the per-photo face cap)."""
+    hopper = Image.fromarray(grace_hopper())
+    widths = (512, 384, 288, 216)
+    canvas = Image.new("RGB", (sum(widths), hopper.height), (128, 128, 128))
+    x = 0
+    for w in widths:
+        canvas.paste(hopper.resize((w, w * hopper.height // hopper.width), Image.BICUBIC), (x, 0))
+        x += w
+    return np.asarray(canvas)

@@ -118,6 +118,10 @@ _OK = {
             "X-Faces": {
                 "description": "Faces found and retouched; 0: the photo is returned unchanged."
             },
+            "X-Faces-Skipped": {
+                "description": "Faces found past ABPN_MAX_FACES and left unchanged (the "
+                "largest are retouched); always sent, 0 when none."
+            },
         },
     }
 }
@@ -212,4 +216,5 @@ async def retouch(
     )
     # A personal photo: no cache on the way may keep it.
     headers = {"Server-Timing": timing, "X-Faces": str(result.faces), "Cache-Control": "no-store"}
+    headers["X-Faces-Skipped"] = str(result.faces_skipped)
     return Response(body, media_type=media_type, headers=headers)

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from images import astronaut, grace_hopper
+from images import astronaut, crowd, grace_hopper
 from PIL import Image
 
 from model.engine import RetouchEngine
@@ -62,6 +62,47 @@ def test_parser_finds_the_same_face_at_4k(parser: FaceParser) -> None:
     b = parser.parse(big).faces[0]
     assert b.width / (a.width * scale) == pytest.approx(1.0, abs=0.08)
     assert np.abs(b.landmarks / scale - a.landmarks).mean() < 0.02 * a.width
+
+
+def _area(box: Box) -> int:
+    return box.width * box.height
+
+
+def test_a_face_cap_meshes_the_largest_faces_and_counts_the_rest(parser: FaceParser) -> None:
+    photo = crowd()
+    detected = parser.detect(photo)
+    full = parser.parse(photo)
+    assert len(detected) == len(full.faces) == len(full.regions) >= 3 and full.skipped == 0
+    largest = sorted(detected, key=lambda f: _area(f.box), reverse=True)[:2]
+    capped = parser.parse(photo, max_faces=2)
+    assert {f.box for f in capped.faces} == {f.box for f in largest}
+    assert capped.skipped == len(detected) - 2
+    # The kept faces are parsed as without the cap (these faces lie apart: no neighbour's parts
+    # cut from their skin).
+    regions = {r.faces[0].box: r for r in full.regions}
+    assert len(capped.regions) == 2
+    for region in capped.regions:
+        want = regions[region.faces[0].box]
+        assert region.box == want.box
+        np.testing.assert_array_equal(region.skin, want.skin)
+    within = parser.parse(photo, max_faces=len(detected))
+    assert [f.box for f in within.faces] == [f.box for f in full.faces] and within.skipped == 0
+    with pytest.raises(ValueError, match="max_faces"):
+        parser.parse(photo, max_faces=0)
+
+
+def test_an_engine_with_a_face_cap_leaves_the_smaller_faces_alone(parser: FaceParser) -> None:
+    photo = crowd()
+    detected = sorted(parser.detect(photo), key=lambda f: _area(f.box), reverse=True)
+    engine = RetouchEngine(load_model().model, face_parser=parser, max_faces=1)
+    result = engine.retouch(photo, whitening=1.0)
+    assert result.faces == 1 and result.faces_skipped == len(detected) - 1
+    changed = (result.image != photo).any(axis=-1)
+    assert changed.any()
+    for face in detected[1:]:
+        b = face.box
+        assert not changed[b.y0 : b.y1, b.x0 : b.x1].any(), face
+    assert RetouchEngine(load_model().model, face_parser=parser).parse(photo).skipped == 0
 
 
 def test_a_photo_without_faces_comes_back_unchanged(engine: RetouchEngine) -> None:

@@ -7,7 +7,9 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import platform
+import signal
 import struct
 import warnings
 import weakref
@@ -17,9 +19,10 @@ import httpx
 import numpy as np
 import pytest
 from asgi_support import decoded, metric_value, running, wait_until
-from images import encoded, grace_hopper, picture, slow_portrait
+from images import crowd, encoded, grace_hopper, picture, slow_portrait
 from PIL import Image, ImageCms
 
+from model.faces import FaceParser
 from model.weights import DEFAULT_WEIGHTS
 from service.app import create_app
 from service.config import Settings
@@ -102,6 +105,36 @@ async def test_whitening_lightens_the_face_only_and_faces_are_counted() -> None:
             r = await client.post(f"/v1/retouch?whitening={bad}", content=body, headers=PNG)
             assert r.status_code == 422, bad
             assert r.json()["error"]["code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize("face_workers", [0, 1])
+async def test_faces_past_the_cap_are_left_alone_and_counted(face_workers: int) -> None:
+    """The cap holds where the replica parses and where a face worker does."""
+    photo = crowd()
+    detected = len(FaceParser().detect(photo))
+    async with running(face_workers=face_workers, max_faces=2) as (_, client):
+        r = await client.post("/v1/retouch?whitening=1", content=encoded(photo), headers=PNG)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-faces"] == "2"
+        assert r.headers["x-faces-skipped"] == str(detected - 2)
+        r = await client.post("/v1/retouch", content=encoded(grace_hopper()), headers=PNG)
+        assert r.headers["x-faces"] == "1" and r.headers["x-faces-skipped"] == "0"
+
+
+async def test_a_hung_face_worker_costs_its_request_and_is_replaced() -> None:
+    async with running(face_workers=1, faces_timeout_s=2) as (app, client):
+        for worker in app.state.runtime.faces._workers.pool._processes.values():
+            os.kill(worker.pid, signal.SIGSTOP)  # what a wedged native call looks like
+        body = encoded(grace_hopper())
+        r = await client.post("/v1/retouch", content=body, headers=PNG)
+        assert r.status_code == 504, r.text
+        assert r.json()["error"]["code"] == "model_timeout"
+        metrics = (await client.get("/metrics")).text
+        labels = {"process": "face_worker", "reason": "timeout"}
+        assert metric_value(metrics, "abpn_process_restarts_total", **labels) == 1
+        r = await client.post("/v1/retouch", content=body, headers=PNG)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-faces"] == "1"
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp", "png", "tiff"])

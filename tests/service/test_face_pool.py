@@ -1,22 +1,28 @@
 """The face pool on real worker processes: photos go and masks come back through shared memory
 (only names, shapes and landmarks through the pipe), the parse is the one the parser makes
-in-process, and no shared block is left behind, also when the service stops mid-parse."""
+in-process, and no shared block is left behind, also when the service stops mid-parse. The
+workers keep to the face cap, and a parse past its time limit costs the workers, which are
+replaced."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing.process
+import os
 import pickle
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from images import grace_hopper
+from asgi_support import metric_value, wait_until
+from images import crowd, grace_hopper
 from PIL import Image
 
 from model.faces import FaceParser
-from service.batcher import ShuttingDown
+from service.batcher import ModelTimeout, ShuttingDown
 from service.face_pool import FacePool
 from service.metrics import Metrics
 
@@ -66,12 +72,12 @@ def pool() -> Iterator[FacePool]:
 async def test_a_parse_crosses_the_pipe_as_names_and_landmarks_only(pool: FacePool) -> None:
     photo = _portrait(4)  # 2048 x 2400 x 3: 14 MB of pixels
     before = _blocks()
-    meter = PipeMeter(pool._pool)
-    pool._pool = meter  # type: ignore[assignment]
+    meter = PipeMeter(pool._workers.pool)
+    pool._workers.pool = meter  # type: ignore[assignment]
     try:
         parse, _ = await pool.parse(photo, time.monotonic() + 60, asyncio.Future())
     finally:
-        pool._pool = meter.pool
+        pool._workers.pool = meter.pool
     assert len(meter.sizes) == 2 and max(meter.sizes) < PIPE_LIMIT, meter.sizes
     reference = FaceParser().parse(photo)
     assert len(parse.regions) == len(reference.regions) == 1
@@ -111,3 +117,54 @@ async def test_stopping_mid_parse_leaves_no_block_behind() -> None:
         assert _blocks() <= before, _blocks() - before
     finally:
         faces.close()
+
+
+async def test_the_workers_keep_to_the_face_cap() -> None:
+    photo = crowd()
+    detected = FaceParser().detect(photo)
+    faces = FacePool(1, Metrics(), max_faces=2)
+    await asyncio.to_thread(faces.start)
+    try:
+        parse, _ = await faces.parse(photo, time.monotonic() + 60, asyncio.Future())
+    finally:
+        faces.close()
+    largest = sorted(detected, key=lambda f: f.box.width * f.box.height, reverse=True)[:2]
+    assert {f.box for f in parse.faces} == {f.box for f in largest}
+    assert len(parse.regions) == 2 and parse.skipped == len(detected) - 2
+
+
+def _workers(faces: FacePool) -> list[multiprocessing.process.BaseProcess]:
+    return list(faces._workers.pool._processes.values())
+
+
+async def test_a_hung_parse_is_answered_and_its_workers_are_replaced() -> None:
+    metrics = Metrics()
+    faces = FacePool(2, metrics, timeout_s=2)
+    await asyncio.to_thread(faces.start)
+    before = _blocks()
+    try:
+        hung = _workers(faces)
+        for worker in hung:
+            os.kill(worker.pid, signal.SIGSTOP)  # what a wedged native call looks like
+        deadline = time.monotonic() + 60
+        parses = [faces.parse(grace_hopper(), deadline, asyncio.Future()) for _ in range(2)]
+        outcomes = await asyncio.gather(*parses, return_exceptions=True)
+        # One ran past the limit; the other was held by the workers killed for it.
+        assert all(isinstance(o, ModelTimeout) for o in outcomes), outcomes
+        text = metrics.render().decode()
+        labels = {"process": "face_worker"}
+        assert metric_value(text, "abpn_process_restarts_total", **labels, reason="timeout") == 1
+        assert metric_value(text, "abpn_process_restarts_total", **labels, reason="died") == 0
+        # Polled through the pool's own process objects: reaping them elsewhere (psutil)
+        # leaves the pool's manager thread waiting for children it can no longer see.
+        await wait_until(lambda: all(w.exitcode is not None for w in hung))
+        assert all(w.exitcode == -signal.SIGKILL for w in hung)
+        parse, _ = await faces.parse(grace_hopper(), time.monotonic() + 60, asyncio.Future())
+        assert len(parse.regions) == 1
+        assert not {w.pid for w in _workers(faces)} & {w.pid for w in hung}
+    finally:
+        faces.close()
+    deadline = time.monotonic() + 30
+    while _blocks() - before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert _blocks() <= before, _blocks() - before

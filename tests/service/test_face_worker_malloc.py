@@ -17,7 +17,7 @@ def test_face_workers_tune_malloc_when_asked(tune: bool) -> None:
     pool = FacePool(1, Metrics(), tune_malloc=tune)
     pool.start()
     try:
-        mapped = pool._pool.submit(large_block_mapped).result(timeout=60)
+        mapped = pool._workers.pool.submit(large_block_mapped).result(timeout=60)
     finally:
         pool.close()
     assert mapped is not tune
