@@ -28,7 +28,8 @@ import torch
 from fastapi import Body, Response
 
 from model.allocator import tune_malloc
-from model.engine import RetouchEngine, RetouchResult
+from model.engine import RetouchEngine
+from model.result import RetouchResult
 from model.weights import load_model
 from service.cpus import available_cpus
 

@@ -21,8 +21,9 @@ import torch
 from tqdm import tqdm
 
 from model import allocator
-from model.engine import MAX_STRENGTH, MAX_WHITENING, RetouchEngine
+from model.engine import RetouchEngine
 from model.photo import PhotoError, decode, encode_mask, write_file
+from model.result import MAX_STRENGTH, MAX_WHITENING
 from model.weights import RANDOM, CheckpointError, load_model
 
 

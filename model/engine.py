@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -39,34 +39,11 @@ from model.net.abpn import ABPN, working_size
 from model.net.blend import whiten
 from model.net.bpl import Region, Size, pyramid_sizes, tiles
 from model.net.lrl import LRLOutput
+from model.result import MAX_STRENGTH, MAX_WHITENING, RetouchResult
 
 logger = logging.getLogger("abpn.engine")
 
-MAX_STRENGTH = 1.5
-MAX_WHITENING = 1.5
 MIN_TILE = 64
-
-
-@dataclass
-class RetouchResult:
-    """One retouched photo."""
-
-    image: np.ndarray
-    """(H, W, 3) uint8, the input's size."""
-    mask: np.ndarray | None
-    """(H, W) uint8 mask of what was retouched (0-255, gated by the skin mask), when asked for."""
-    faces: int = 0
-    """Faces retouched (found with landmarks)."""
-    untouched: bool = False
-    """No pixel could have changed (no face, or strength and whitening 0): `image` equals the
-    input, so a caller may hand back the input's own encoded bytes."""
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent: "faces" (parsing), "prepare" (resizing), "lrl" (this photo's share of
-    the batch), "pyramid" (carrying the blend layer up to full size) and "blend" (ABM, the skin
-    gate, whitening and writing the pixels back)."""
-    faces_skipped: int = 0
-    """Faces detected past the `max_faces` cap (the engine's, or the given parse's): left as
-    they were."""
 
 
 def validate_image(image: np.ndarray) -> None:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from model.net.abpn import ABPN
 from model.net.config import ABPNConfig
+from model.weights_info import WeightsInfo
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "abpn-default.safetensors"
@@ -21,16 +22,6 @@ RANDOM = "random"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt or does not fit the network."""
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """What identifies a set of weights (served by /v1/models and the metrics)."""
-
-    name: str
-    version: str
-    sha256: str
-    path: str | None
 
 
 @dataclass

@@ -30,8 +30,9 @@ from typing import Protocol
 
 import numpy as np
 
-from model.engine import RetouchResult
 from model.faces import FaceParse
+from model.result import RetouchResult
+from service.futures import retrieve
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.batcher")
@@ -156,7 +157,7 @@ class Slot:
         future: asyncio.Future[RetouchResult] = asyncio.get_running_loop().create_future()
         # An abandoned future's exception is never awaited; retrieving it here keeps asyncio
         # from logging "exception was never retrieved" for it.
-        future.add_done_callback(_retrieve)
+        future.add_done_callback(retrieve)
         item = WorkItem(image, strength, return_mask, deadline, future, self, whitening, parse)
         self._batcher._enqueue(item)
         self._item = weakref.ref(item)
@@ -176,11 +177,6 @@ class Slot:
         if item is not None and item.state is State.QUEUED:
             self._batcher.withdraw(item)
         self.release()
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 @dataclass

@@ -9,9 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from model import photo
-from model.engine import RetouchResult
 from model.photo import Photo
+from model.result import RetouchResult
 from service.batcher import DeadlineExceeded
+from service.futures import retrieve
 from service.memory_budget import Lease, photo_cost
 from service.metrics import Metrics
 
@@ -40,7 +41,7 @@ class Codecs:
         except BaseException:
             lease.unpin()
             raise
-        work.add_done_callback(_retrieve)  # read even when nobody waits for it any more
+        work.add_done_callback(retrieve)  # read even when nobody waits for it any more
         try:
             decoded = await asyncio.wait_for(
                 asyncio.shield(work), max(0.0, deadline - time.monotonic())
@@ -89,12 +90,6 @@ def _decode(data: bytes, max_pixels: int, lease: Lease, deadline: float) -> Phot
         return photo.decode(data, max_pixels, admit)
     finally:
         lease.unpin()
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    # Read so that asyncio does not log an abandoned decode's error as never retrieved.
-    if not future.cancelled():
-        future.exception()
 
 
 def _render(

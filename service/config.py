@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -147,7 +149,15 @@ class Settings(BaseSettings):
         """The devices to put a replica on, with "auto" resolved."""
         if self.devices != "auto":
             return self.devices.split(",")
-        import torch  # imported here so that reading settings stays cheap
-
-        count = torch.cuda.device_count()
+        count = _cuda_device_count()
         return [f"cuda:{i}" for i in range(count)] if count else ["cpu"]
+
+
+def _cuda_device_count() -> int:
+    # Asked of torch in a child process: the HTTP process never imports torch (~180 MB and 2 s),
+    # which only the replica processes need.
+    probe = "import torch; print(torch.cuda.device_count())"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    return int(out.stdout.strip().splitlines()[-1])

@@ -43,6 +43,7 @@ from service.batcher import (
     ModelTimeout,
     ShuttingDown,
 )
+from service.futures import retrieve
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.faces")
@@ -197,7 +198,7 @@ class FacePool:
         work.add_done_callback(lambda _: shared_parse.release(block))
         # Not cancelled with the request (a worker has the photo already): its outcome is
         # then dropped, without asyncio logging it as never retrieved.
-        work.add_done_callback(_retrieve)
+        work.add_done_callback(retrieve)
         stopped = self._stop_signal()
         try:
             await asyncio.wait(
@@ -256,7 +257,7 @@ class FacePool:
         ready = asyncio.gather(
             *(asyncio.wrap_future(pool.submit(face_worker.ready)) for _ in range(self.workers))
         )
-        ready.add_done_callback(_retrieve)
+        ready.add_done_callback(retrieve)
         self._workers = _Workers(pool, ready)
         self._metrics.process_restarts.labels("face_worker", reason).inc()
 
@@ -272,11 +273,6 @@ class FacePool:
         if self._workers is not None:
             self._workers.pool.shutdown(wait=False, cancel_futures=True)
             self._workers = None
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _discard(future: asyncio.Future) -> None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from service.errors import ServiceError, unavailable
+from service.futures import retrieve
 from service.metrics import Metrics
 
 logger = logging.getLogger("abpn.lifecycle")
@@ -84,7 +85,7 @@ class Lifecycle:
             cutting.cancel()
         if task.done():
             return task.result()
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(retrieve)
         raise unavailable("shutting_down", "the service is shutting down")
 
     def liveness_error(self) -> ServiceError | None:
@@ -129,8 +130,3 @@ class Lifecycle:
         except asyncio.TimeoutError:
             return False
         return True
-
-
-def _retrieve(task: asyncio.Future) -> None:
-    if not task.cancelled():
-        task.exception()

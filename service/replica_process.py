@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 
@@ -20,96 +20,26 @@ import numpy as np
 import torch
 
 from model.allocator import tune_malloc
-from model.engine import RetouchEngine, RetouchResult
+from model.engine import RetouchEngine
 from model.faces import FaceParse
-from model.weights import WeightsInfo, load_model
+from model.result import RetouchResult
+from model.weights import load_model
 from service import log_format, shared_batch
 from service.child import detach_from_parent_signals
+from service.replica_protocol import (
+    Batch,
+    Done,
+    Failed,
+    ItemDone,
+    ItemFailed,
+    Loaded,
+    ReplicaConfig,
+    Warmed,
+    WarmUp,
+)
 from service.shared_batch import SharedItem
 
 logger = logging.getLogger("abpn.replica")
-
-
-@dataclass(frozen=True)
-class ReplicaConfig:
-    """How to build a replica."""
-
-    device: str
-    weights: str | None
-    compile_lrl: bool
-    torch_threads: int
-    tune_malloc: bool
-    parse_faces: bool
-    """Whether the replica finds faces itself (no face workers) and so loads a parser."""
-    log_level: str = "info"
-    max_faces: int | None = None
-    """Most faces retouched per photo where the replica parses itself (ABPN_MAX_FACES)."""
-
-
-# Service -> replica.
-@dataclass(frozen=True)
-class WarmUp:
-    """Run the warm-up batch (and the LRL's compile); answered by Warmed."""
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Retouch the items in block `block`; answered by Done with the same `id`."""
-
-    id: int
-    block: str
-    items: tuple[SharedItem, ...]
-
-
-# Replica -> service.
-@dataclass(frozen=True)
-class Loaded:
-    """The weights are loaded and the replica built."""
-
-    info: WeightsInfo
-    torch_threads: int
-    compiled_lrl: bool
-    malloc_tuned: bool
-
-
-@dataclass(frozen=True)
-class Failed:
-    """Start-up failed; the replica exits after sending it."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Warmed:
-    """The warm-up batch ran; `compiled_lrl` is False if the compile failed (eager)."""
-
-    compiled_lrl: bool
-
-
-@dataclass(frozen=True)
-class ItemDone:
-    """An item's result is in the block."""
-
-    faces: int
-    untouched: bool
-    timings: dict[str, float] = field(default_factory=dict)
-    faces_skipped: int = 0
-
-
-@dataclass(frozen=True)
-class ItemFailed:
-    """An item failed: `kind` is "out_of_memory" or "failed"."""
-
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """The outcome of Batch `id`, one per item in its order."""
-
-    id: int
-    outcomes: tuple[ItemDone | ItemFailed, ...]
 
 
 def main(conn: Connection, config: ReplicaConfig) -> None:

@@ -25,8 +25,8 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
 from typing import TypeVar
 
-from model.engine import RetouchResult
-from service import replica_process, shared_batch
+from model.result import RetouchResult
+from service import replica_protocol, shared_batch
 from service.batcher import (
     BatcherError,
     ModelFailed,
@@ -36,7 +36,7 @@ from service.batcher import (
     WorkItem,
 )
 from service.metrics import Metrics
-from service.replica_process import (
+from service.replica_protocol import (
     Batch,
     Done,
     Failed,
@@ -115,7 +115,7 @@ class ProcessReplica:
         context = multiprocessing.get_context("spawn")  # a fork would copy torch mid-state
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=replica_process.main,
+            target=replica_protocol.entry,
             args=(theirs, self.config),
             name=f"abpn-replica-{self.name}",
         )

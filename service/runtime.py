@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from model.weights import WeightsInfo
+from model.weights_info import WeightsInfo
 from service.batcher import Batcher
 from service.codecs import Codecs
 from service.config import Settings
@@ -21,7 +21,7 @@ from service.face_pool import FacePool
 from service.lifecycle import Lifecycle
 from service.memory_budget import MemoryBudget
 from service.metrics import Metrics
-from service.replica_process import ReplicaConfig
+from service.replica_protocol import ReplicaConfig
 from service.replicas import ProcessReplica
 
 logger = logging.getLogger("abpn.runtime")

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model.engine import MAX_STRENGTH, MAX_WHITENING
 from model.photo import MEDIA_TYPES, check_encodable
+from model.result import MAX_STRENGTH, MAX_WHITENING
 from service import errors
 from service.batcher import ClientGone, DeadlineExceeded
 from service.runtime import RuntimeDep

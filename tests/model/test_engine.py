@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.engine import RetouchEngine, RetouchResult, validate_image
+from model.engine import RetouchEngine, validate_image
 from model.faces import FaceParse
 from model.net.abpn import ABPN
 from model.net.config import ABPNConfig
+from model.result import RetouchResult
 
 
 def _model(**overrides) -> ABPN:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.engine import RetouchResult
+from model.result import RetouchResult
 from service import replica_process
 from service.batcher import (
     Batcher,
@@ -30,7 +30,7 @@ from service.batcher import (
     WorkItem,
 )
 from service.metrics import Metrics
-from service.replica_process import ItemFailed
+from service.replica_protocol import ItemFailed
 from service.replicas import as_batcher_error
 
 pytestmark = pytest.mark.anyio

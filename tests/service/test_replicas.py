@@ -22,7 +22,7 @@ from model.weights import load_model
 from service import shared_batch
 from service.batcher import Batcher
 from service.metrics import Metrics
-from service.replica_process import Batch, ReplicaConfig
+from service.replica_protocol import Batch, ReplicaConfig
 from service.replicas import ProcessReplica
 from service.shared_batch import ItemRequest
 
