@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import time
 import weakref
 from collections import deque
@@ -34,6 +35,7 @@ from model.faces import FaceParse
 from model.result import RetouchResult
 from service.futures import retrieve
 from service.metrics import Metrics
+from service.work_estimate import WorkEstimate, work_pixels
 
 logger = logging.getLogger("abpn.batcher")
 
@@ -63,6 +65,15 @@ class BatcherError(Exception):
 
 class QueueFull(BatcherError):
     """The queue holds `max_queue` requests already."""
+
+
+class Overloaded(BatcherError):
+    """The work queued ahead of the request would outlast its deadline; `retry_after_s` is
+    about when enough of it will be done."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceeded(BatcherError):
@@ -184,6 +195,8 @@ class _Worker:
     replica: Replica
     name: str
     task: asyncio.Task | None = None
+    busy_until: float = 0.0
+    """time.monotonic() by which its running batch should be done, by the estimate."""
 
 
 class Batcher:
@@ -197,6 +210,7 @@ class Batcher:
         max_batch_wait_s: float,
         max_queue: int,
         metrics: Metrics,
+        shed_late: bool = True,
     ) -> None:
         if not replicas:
             raise ValueError("the batcher needs at least one replica")
@@ -210,6 +224,8 @@ class Batcher:
         self._queued = 0  # of those admitted, submitted and not yet taken by a worker
         self._arrived = asyncio.Event()
         self._stopped = False
+        self._estimate = WorkEstimate()
+        self._shed_late = shed_late
 
     @property
     def depth(self) -> int:
@@ -239,10 +255,34 @@ class Batcher:
     def _enqueue(self, item: WorkItem) -> None:
         if self._stopped:
             raise ShuttingDown("the service is shutting down")
+        self._shed_if_late(item)
         self._queue.append(item)
         self._queued += 1
         self._publish()
         self._arrived.set()
+
+    def _shed_if_late(self, item: WorkItem) -> None:
+        """Raise Overloaded if the work ahead of `item` would, by the estimate, outlast its
+        deadline; never for the only item (nothing queued, no replica busy)."""
+        if not self._shed_late or not self._estimate.known:
+            return
+        now = time.monotonic()
+        left = item.deadline - now
+        queued = sum(
+            work_pixels(*i.image.shape[:2]) for i in self._queue if i.state is State.QUEUED
+        )
+        running = sum(max(0.0, w.busy_until - now) for w in self.workers)
+        if left <= 0 or (not queued and not running):
+            return  # past it already (answered 504 on the way), or it runs next
+        ahead = (self._estimate.seconds(queued) + running) / len(self.workers)
+        own = self._estimate.seconds(work_pixels(*item.image.shape[:2])) / len(self.workers)
+        if ahead + own <= left:
+            return
+        raise Overloaded(
+            f"about {ahead:.0f} s of model work is queued ahead of this request, past its "
+            f"deadline in {left:.0f} s: try again later, or with a longer X-Request-Timeout",
+            max(1, math.ceil(ahead + own - left)),
+        )
 
     def withdraw(self, item: WorkItem) -> bool:
         """Take a still-queued item out so it is never computed; False if it already started."""
@@ -381,6 +421,8 @@ class Batcher:
         if not batch:
             return
         self.metrics.batch_size.labels(worker.name).observe(len(batch))
+        pixels = sum(work_pixels(*item.image.shape[:2]) for item in batch)
+        worker.busy_until = time.monotonic() + self._estimate.seconds(pixels)
         started = time.perf_counter()
         try:
             outcomes = await worker.replica.run(batch)
@@ -399,6 +441,9 @@ class Batcher:
             )
             outcomes = [ModelFailed("the batch could not be run") for _ in batch]
         seconds = time.perf_counter() - started
+        worker.busy_until = 0.0
+        if not any(isinstance(outcome, BaseException) for outcome in outcomes):
+            self._estimate.observe(pixels, seconds)
         self.metrics.model_seconds.labels(worker.name).observe(seconds)
         for item, outcome in zip(batch, outcomes, strict=True):
             item.model_seconds = seconds

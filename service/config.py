@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
     """Deadline from arrival; a request still waiting for a replica past it gets 504. Clients
     may lower it per request with the X-Request-Timeout header."""
+    shed_late: bool = True
+    """Refuse at once (503 `overloaded`, with Retry-After) a request whose deadline the model
+    work queued ahead of it would outlast, by the batcher's estimate
+    (`service.work_estimate`), rather than let it wait for its 504."""
     batch_timeout_s: float = Field(120.0, gt=0)
     """Longest one batch may run in a replica. Past it the replica's process is killed and
     replaced, and the batch's requests get 504 `model_timeout`: a wedged model call costs

@@ -75,6 +75,8 @@ def as_service_error(exc: Exception) -> ServiceError:
         return ServiceError(_PHOTO_STATUS.get(exc.code, 400), exc.code, exc.message)
     if isinstance(exc, batcher.QueueFull):
         return unavailable("queue_full", str(exc))
+    if isinstance(exc, batcher.Overloaded):
+        return ServiceError(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, batcher.ShuttingDown):
         return unavailable("shutting_down", str(exc))
     if isinstance(exc, batcher.ModelOutOfMemory):
@@ -193,7 +195,8 @@ DESCRIPTIONS = {
     "format_limit: the output format cannot hold this image (size or metadata).",
     500: "internal_error, model_error or replica_died (the model's process died while it "
     "held this request; it is being replaced).",
-    503: "queue_full, memory_full (the photos in flight hold ABPN_MEMORY_BUDGET_MB), "
+    503: "queue_full, overloaded (the work queued ahead would outlast the deadline), "
+    "memory_full (the photos in flight hold ABPN_MEMORY_BUDGET_MB), "
     "not_ready, draining, shutting_down or out_of_memory; with Retry-After.",
     504: "deadline_exceeded: still queued at the request's deadline; it was never computed. "
     "model_timeout: its batch ran past ABPN_BATCH_TIMEOUT_S, or its face parse (or another "

@@ -96,6 +96,7 @@ class Runtime:
             max_batch_wait_s=self.settings.max_batch_wait_ms / 1000.0,
             max_queue=self.settings.max_queue,
             metrics=self.metrics,
+            shed_late=self.settings.shed_late,
         )
         self._batcher.start()
         logger.info(

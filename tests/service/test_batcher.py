@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from model.result import RetouchResult
-from service import replica_process
+from service import errors, replica_process
 from service.batcher import (
     Batcher,
     BatcherError,
@@ -24,6 +24,7 @@ from service.batcher import (
     DeadlineExceeded,
     ModelFailed,
     ModelOutOfMemory,
+    Overloaded,
     QueueFull,
     ShuttingDown,
     State,
@@ -32,6 +33,7 @@ from service.batcher import (
 from service.metrics import Metrics
 from service.replica_protocol import ItemFailed
 from service.replicas import as_batcher_error
+from service.work_estimate import MIN_PIXELS, WorkEstimate, work_pixels
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +101,7 @@ def _image(value: int = 0) -> np.ndarray:
 
 
 def _batcher(
-    *engines: StandIn, replica: ThreadReplica | None = None, **overrides: float
+    *engines: StandIn, replica: ThreadReplica | None = None, **overrides: float | bool
 ) -> Batcher:
     options = {"max_batch_size": 4, "max_batch_wait_s": 0.05, "max_queue": 16, **overrides}
     replicas = [replica] if replica else [ThreadReplica(e) for e in engines or [StandIn()]]
@@ -378,3 +380,65 @@ async def test_uploads_are_not_counted_in_the_autoscaling_queue_depth() -> None:
     uploading.release()
     assert _gauge(batcher.metrics, "abpn_uploads_in_progress") == 0
     assert _gauge(batcher.metrics, "abpn_queue_depth") == 0
+
+
+async def test_nothing_is_shed_before_a_batch_was_measured() -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=1)
+    batcher.start()
+    first = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    # The replica is busy and a second item is queued, but no batch has taken any time yet.
+    items = [(await _submit(batcher, deadline_s=0.5))[1] for _ in range(2)]
+    engine.gate.set()
+    await batcher.wait(first)
+    await batcher.stop()
+    assert all(item.state is not State.QUEUED for item in items)
+
+
+@pytest.mark.parametrize("shed_late", [True, False])
+async def test_a_request_whose_deadline_the_queued_work_would_outlast_is_shed(
+    shed_late: bool,
+) -> None:
+    engine = StandIn()
+    engine.gate.clear()
+    batcher = _batcher(engine, max_batch_size=1, shed_late=shed_late)
+    batcher.start()
+    # One batch measured at 2 s or more: every small photo is now reckoned at 2 s at least.
+    first = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    await asyncio.sleep(2.0)
+    engine.gate.set()
+    await batcher.wait(first)
+    engine.gate.clear()
+    engine.entered.clear()
+    running = (await _submit(batcher))[1]
+    await _wait_entered(engine)
+    if not shed_late:  # ABPN_SHED_LATE=false: queued, to its 504
+        late = (await _submit(batcher, deadline_s=0.2))[1]
+        with pytest.raises(DeadlineExceeded):
+            await batcher.wait(late)
+        engine.gate.set()
+        await batcher.wait(running)
+        await batcher.stop()
+        return
+    with batcher.reserve() as slot, pytest.raises(Overloaded) as shed:
+        slot.submit(_image(), 1.0, False, time.monotonic() + 0.2)
+    assert shed.value.retry_after_s >= 1
+    answer = errors.as_service_error(shed.value)
+    assert answer.status == 503 and answer.code == "overloaded"
+    assert answer.headers["Retry-After"] == str(shed.value.retry_after_s)
+    patient = (await _submit(batcher, deadline_s=60.0))[1]
+    engine.gate.set()
+    await asyncio.gather(batcher.wait(running), batcher.wait(patient))
+    await batcher.stop()
+    assert engine.batches == [1, 1, 1]  # the shed request never reached the replica
+
+
+def test_a_photo_counts_its_pixels_or_a_megapixel_at_least() -> None:
+    estimate = WorkEstimate()
+    assert not estimate.known and estimate.seconds(10**6) == 0.0
+    estimate.observe(work_pixels(384, 512) + work_pixels(5120, 7680), 5.0)
+    assert work_pixels(384, 512) == MIN_PIXELS
+    assert estimate.seconds(2 * MIN_PIXELS) == pytest.approx(5.0 * 2 / (1 + 39.3216))
