@@ -198,7 +198,11 @@ async def _limited(
             raise body_too_large(limits.max_bytes)
         cost = body_cost(kind, total)
         if cost > paid:
-            limits.lease.grow(cost - paid, "the upload")
+            try:
+                limits.lease.grow(cost - paid, "the upload")
+            except ServiceError as refused:
+                refused.headers["Connection"] = "close"  # the rest of the body is not read
+                raise
             paid = cost
         if chunk:
             yield chunk

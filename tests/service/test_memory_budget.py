@@ -165,3 +165,19 @@ async def test_an_upload_still_arriving_at_the_deadline_is_504_and_closed() -> N
         assert response.json()["error"]["code"] == "deadline_exceeded"
         assert "upload" in response.json()["error"]["message"]
         assert response.headers["connection"] == "close"
+
+
+async def test_a_chunked_body_past_the_budget_is_cut_with_503_and_closed() -> None:
+    async def chunked():
+        for _ in range(4):
+            yield b"\x00" * MIB
+
+    async with running(memory_budget_mb=4) as (app, client):
+        filler = app.state.runtime.memory.lease()
+        filler.grow(2 * MIB, "other photos")
+        response = await client.post("/v1/retouch", content=chunked(), headers=PNG)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "memory_full"
+        assert response.headers["connection"] == "close"
+        filler.close()
+        assert app.state.runtime.memory.held == 0
