@@ -9,6 +9,10 @@ that are waiting for a replica, uploads and decoding included. The gauges split 
 replica, `abpn_uploads_in_progress` the places still arriving, being decoded or having their
 faces found, so slow clients do not scale the deployment out.
 
+Once a batch has been measured, an item whose deadline the work queued and running ahead of it
+would outlast (`service.work_estimate`) is refused at submission (Overloaded: 503 with
+Retry-After) rather than queued to its 504; `shed_late=False` queues it anyway.
+
 A worker waits for its first item, then at most `max_batch_wait_s` after that item arrived
 for more, up to `max_batch_size`. Items whose client went away or whose deadline passed are
 dropped before the model sees them. A worker whose replica is being replaced takes nothing
@@ -275,7 +279,7 @@ class Batcher:
         if left <= 0 or (not queued and not running):
             return  # past it already (answered 504 on the way), or it runs next
         ahead = (self._estimate.seconds(queued) + running) / len(self.workers)
-        own = self._estimate.seconds(work_pixels(*item.image.shape[:2])) / len(self.workers)
+        own = self._estimate.seconds(work_pixels(*item.image.shape[:2]))  # on one replica
         if ahead + own <= left:
             return
         raise Overloaded(

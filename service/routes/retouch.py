@@ -146,10 +146,13 @@ async def retouch(
     ] = None,  # type: ignore[assignment]
 ) -> Response:
     """Retouch one photo. The request waits in a bounded queue for a model replica and is
-    batched with others; it is refused at once (503) when the queue is full, answered 504 if
-    it is still queued at its deadline, and dropped, never computed, if its client goes away
-    while it is queued. An upload that stalls is answered 408, and an output format that
-    cannot hold the image 422, both before the model runs."""
+    batched with others; it is refused at once (503) when the queue is full, when its body or
+    photo would take the memory in flight past the budget (read from the headers, before the
+    body is read or the photo decoded), or when the work queued ahead would outlast its
+    deadline; it is answered 504 if its deadline passes while it uploads, decodes or waits,
+    and dropped, never computed, if its client goes away while it is queued. An upload that
+    stalls is answered 408, and an output format that cannot hold the image 422, both before
+    the model runs."""
     settings = runtime.settings
     refusal = runtime.lifecycle.readiness_error()
     if refusal is not None:
