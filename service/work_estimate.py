@@ -10,10 +10,11 @@ that would wait behind others, never for the first in an empty queue.
 
 from __future__ import annotations
 
-MIN_PIXELS = 1_000_000
+MIN_PIXELS = 2_000_000
 """Pixels a photo counts at least. On 2 CPUs the engine did 8.35 portraits of 512x384 a second
-(0.12 s each, the face crop's LRL most of it) and an 8K photo of three faces took 4.9 s, 0.125 s
-a megapixel: a small portrait costs about a megapixel's worth."""
+(0.12 s each, the face crop's LRL most of it; issue 20's quiet figure) and 8K photos of three
+faces took 2.1-2.9 s (0.05-0.07 s a megapixel): a small portrait costs about two megapixels'
+worth."""
 SMOOTHING = 0.3
 """Weight of the latest batch in the running estimate."""
 

@@ -436,9 +436,10 @@ async def test_a_request_whose_deadline_the_queued_work_would_outlast_is_shed(
     assert engine.batches == [1, 1, 1]  # the shed request never reached the replica
 
 
-def test_a_photo_counts_its_pixels_or_a_megapixel_at_least() -> None:
+def test_a_photo_counts_its_pixels_or_min_pixels_at_least() -> None:
     estimate = WorkEstimate()
     assert not estimate.known and estimate.seconds(10**6) == 0.0
     estimate.observe(work_pixels(384, 512) + work_pixels(5120, 7680), 5.0)
     assert work_pixels(384, 512) == MIN_PIXELS
-    assert estimate.seconds(2 * MIN_PIXELS) == pytest.approx(5.0 * 2 / (1 + 39.3216))
+    per_pixel = 5.0 / (MIN_PIXELS + 7680 * 5120)
+    assert estimate.seconds(2 * MIN_PIXELS) == pytest.approx(2 * MIN_PIXELS * per_pixel)
