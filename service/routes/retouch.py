@@ -164,42 +164,40 @@ async def retouch(
         clock = UploadClock(
             request.state.arrived_at, settings.read_timeout_s, settings.min_upload_rate
         )
-        # The lease covers the photo until it is encoded; the queue place ends with the model.
-        with runtime.memory.lease() as lease:
-            with runtime.batcher.reserve() as slot:
-                prepaid = body_cost(kind, declared_length(request) or 0)
-                lease.grow(prepaid, "the upload")
-                limits = UploadLimits(settings.max_body_bytes, clock, deadline, lease, prepaid)
-                upload = await read_upload(request, kind, limits, runtime.lifecycle.uploads_cut)
-                params = _merge_form(params, upload.fields)
-                disconnected = watch_disconnect(request)
-                try:
-                    source, decode_s = await runtime.lifecycle.unless_cut(
-                        runtime.codecs.decode(upload.data, settings.max_pixels, lease, deadline)
-                    )
-                    check_encodable(source, params.format or source.format, params.output == "mask")
+        # The lease covers the photo until it is encoded. The queue place is given back as
+        # soon as a replica takes the request (Batcher._start), before the encode.
+        with runtime.memory.lease() as lease, runtime.batcher.reserve() as slot:
+            prepaid = body_cost(kind, declared_length(request) or 0)
+            lease.grow(prepaid, "the upload")
+            limits = UploadLimits(settings.max_body_bytes, clock, deadline, lease, prepaid)
+            upload = await read_upload(request, kind, limits, runtime.lifecycle.uploads_cut)
+            params = _merge_form(params, upload.fields)
+            disconnected = watch_disconnect(request)
+            try:
+                source, decode_s = await runtime.lifecycle.unless_cut(
+                    runtime.codecs.decode(upload.data, settings.max_pixels, lease, deadline)
+                )
+                check_encodable(source, params.format or source.format, params.output == "mask")
+                if disconnected.done():
+                    raise ClientGone("decode")
+                parse, faces_s = None, 0.0
+                if runtime.faces is not None:
+                    parse, faces_s = await runtime.faces.parse(source.rgb, deadline, disconnected)
                     if disconnected.done():
-                        raise ClientGone("decode")
-                    parse, faces_s = None, 0.0
-                    if runtime.faces is not None:
-                        parse, faces_s = await runtime.faces.parse(
-                            source.rgb, deadline, disconnected
-                        )
-                        if disconnected.done():
-                            raise ClientGone("faces")
-                        if time.monotonic() > deadline:
-                            raise DeadlineExceeded("the deadline passed while finding faces")
-                    item = slot.submit(
-                        source.rgb,
-                        params.strength,
-                        params.output == "mask",
-                        deadline,
-                        params.whitening,
-                        parse,
-                    )
-                    result = await runtime.batcher.wait(item, disconnected)
-                finally:
-                    disconnected.cancel()
+                        raise ClientGone("faces")
+                    if time.monotonic() > deadline:
+                        raise DeadlineExceeded("the deadline passed while finding faces")
+                item = slot.submit(
+                    source.rgb,
+                    params.strength,
+                    params.output == "mask",
+                    deadline,
+                    params.whitening,
+                    parse,
+                )
+                result = await runtime.batcher.wait(item, disconnected)
+            finally:
+                disconnected.cancel()
             body, media_type, encode_s = await runtime.lifecycle.unless_cut(
                 runtime.codecs.encode(
                     source,
@@ -218,6 +216,10 @@ async def retouch(
         encode=encode_s,
     )
     # A personal photo: no cache on the way may keep it.
-    headers = {"Server-Timing": timing, "X-Faces": str(result.faces), "Cache-Control": "no-store"}
-    headers["X-Faces-Skipped"] = str(result.faces_skipped)
+    headers = {
+        "Server-Timing": timing,
+        "X-Faces": str(result.faces),
+        "X-Faces-Skipped": str(result.faces_skipped),
+        "Cache-Control": "no-store",
+    }
     return Response(body, media_type=media_type, headers=headers)

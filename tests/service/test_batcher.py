@@ -176,12 +176,7 @@ async def test_queue_full_is_refused_at_once_and_slots_come_back() -> None:
 
 
 async def test_deadline_while_queued_is_never_computed() -> None:
-    engine = StandIn()
-    engine.gate.clear()
-    batcher = _batcher(engine, max_batch_size=1)
-    batcher.start()
-    blocker = (await _submit(batcher))[1]
-    await _wait_entered(engine)
+    engine, batcher, blocker = await _busy()
     _, late = await _submit(batcher, value=7, deadline_s=0.05)
     with pytest.raises(DeadlineExceeded):
         await batcher.wait(late)
@@ -382,32 +377,33 @@ async def test_uploads_are_not_counted_in_the_autoscaling_queue_depth() -> None:
     assert _gauge(batcher.metrics, "abpn_queue_depth") == 0
 
 
-async def test_nothing_is_shed_before_a_batch_was_measured() -> None:
+async def _busy(**overrides: float | bool) -> tuple[StandIn, Batcher, WorkItem]:
+    """A batcher taking one item at a time, whose replica is held (its gate closed) on a
+    first item: what is submitted next waits behind it."""
     engine = StandIn()
     engine.gate.clear()
-    batcher = _batcher(engine, max_batch_size=1)
+    batcher = _batcher(engine, max_batch_size=1, **overrides)
     batcher.start()
-    first = (await _submit(batcher))[1]
+    blocker = (await _submit(batcher))[1]
     await _wait_entered(engine)
+    return engine, batcher, blocker
+
+
+async def test_nothing_is_shed_before_a_batch_was_measured() -> None:
+    engine, batcher, blocker = await _busy()
     # The replica is busy and a second item is queued, but no batch has taken any time yet.
     items = [(await _submit(batcher, deadline_s=0.5))[1] for _ in range(2)]
     engine.gate.set()
-    await batcher.wait(first)
+    await batcher.wait(blocker)
     await batcher.stop()
     assert all(item.state is not State.QUEUED for item in items)
 
 
-@pytest.mark.parametrize("shed_late", [True, False])
-async def test_a_request_whose_deadline_the_queued_work_would_outlast_is_shed(
-    shed_late: bool,
-) -> None:
-    engine = StandIn()
-    engine.gate.clear()
-    batcher = _batcher(engine, max_batch_size=1, shed_late=shed_late)
-    batcher.start()
-    # One batch measured at 2 s or more: every small photo is now reckoned at 2 s at least.
-    first = (await _submit(batcher))[1]
-    await _wait_entered(engine)
+async def _measured_and_queued(shed_late: bool) -> tuple[StandIn, Batcher, list[WorkItem]]:
+    """A batcher that measured one batch at 2 s or more (so every small photo is reckoned at
+    2 s at least), then holds a second on its replica with a third queued behind it: the
+    queued one alone is work the estimate counts in full, however long the test takes."""
+    engine, batcher, first = await _busy(shed_late=shed_late)
     await asyncio.sleep(2.0)
     engine.gate.set()
     await batcher.wait(first)
@@ -415,25 +411,33 @@ async def test_a_request_whose_deadline_the_queued_work_would_outlast_is_shed(
     engine.entered.clear()
     running = (await _submit(batcher))[1]
     await _wait_entered(engine)
-    if not shed_late:  # ABPN_SHED_LATE=false: queued, to its 504
-        late = (await _submit(batcher, deadline_s=0.2))[1]
-        with pytest.raises(DeadlineExceeded):
-            await batcher.wait(late)
-        engine.gate.set()
-        await batcher.wait(running)
-        await batcher.stop()
-        return
+    queued = (await _submit(batcher, deadline_s=60.0))[1]
+    return engine, batcher, [running, queued]
+
+
+async def test_a_request_whose_deadline_the_queued_work_would_outlast_is_shed() -> None:
+    engine, batcher, ahead = await _measured_and_queued(shed_late=True)
     with batcher.reserve() as slot, pytest.raises(Overloaded) as shed:
-        slot.submit(_image(), 1.0, False, time.monotonic() + 0.2)
+        slot.submit(_image(), 1.0, False, time.monotonic() + 1.0)
     assert shed.value.retry_after_s >= 1
     answer = errors.as_service_error(shed.value)
     assert answer.status == 503 and answer.code == "overloaded"
     assert answer.headers["Retry-After"] == str(shed.value.retry_after_s)
     patient = (await _submit(batcher, deadline_s=60.0))[1]
     engine.gate.set()
-    await asyncio.gather(batcher.wait(running), batcher.wait(patient))
+    await asyncio.gather(*(batcher.wait(item) for item in [*ahead, patient]))
     await batcher.stop()
-    assert engine.batches == [1, 1, 1]  # the shed request never reached the replica
+    assert engine.batches == [1, 1, 1, 1]  # the shed request never reached the replica
+
+
+async def test_with_shedding_off_a_late_request_is_queued_to_its_504() -> None:
+    engine, batcher, ahead = await _measured_and_queued(shed_late=False)
+    late = (await _submit(batcher, deadline_s=1.0))[1]
+    with pytest.raises(DeadlineExceeded):
+        await batcher.wait(late)
+    engine.gate.set()
+    await asyncio.gather(*(batcher.wait(item) for item in ahead))
+    await batcher.stop()
 
 
 def test_a_photo_counts_its_pixels_or_min_pixels_at_least() -> None:

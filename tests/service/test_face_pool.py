@@ -139,7 +139,8 @@ def _workers(faces: FacePool) -> list[multiprocessing.process.BaseProcess]:
 
 async def test_a_hung_parse_is_answered_and_its_workers_are_replaced() -> None:
     metrics = Metrics()
-    faces = FacePool(2, metrics, timeout_s=2)
+    # The limit also bounds the parse after the replacement: wide, so any machine's fits.
+    faces = FacePool(2, metrics, timeout_s=10)
     await asyncio.to_thread(faces.start)
     before = _blocks()
     try:
