@@ -331,6 +331,24 @@ class Batcher:
         """Start one dispatcher task per replica (call from the event loop)."""
         for worker in self.workers:
             worker.task = asyncio.create_task(self._serve(worker), name=f"abpn-{worker.name}")
+            worker.task.add_done_callback(self._dispatcher_ended)
+
+    def _dispatcher_ended(self, task: asyncio.Task) -> None:
+        # Its loop only ends by cancellation (stop) or by a bug; then nothing takes work for
+        # its replica, and liveness fails (dispatch_failure) so that the pod is restarted.
+        if not task.cancelled() and task.exception() is not None:
+            logger.critical("a batch dispatcher stopped", exc_info=task.exception())
+
+    def dispatch_failure(self) -> str | None:
+        """Why a replica's dispatcher is no longer running although the batcher was not
+        stopped (its requests would wait until their deadlines), or None."""
+        if self._stopped:
+            return None
+        for worker in self.workers:
+            task = worker.task
+            if task is not None and task.done() and not task.cancelled():
+                return f"the batch dispatcher of {worker.name} stopped: {task.exception()!r}"
+        return None
 
     async def warm_up(self) -> None:
         """Warm every replica up, all at once."""

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     """Longest one batch may run in a replica. Past it the replica's process is killed and
     replaced, and the batch's requests get 504 `model_timeout`: a wedged model call costs
     its batch, not the service."""
+    recovery_timeout_s: float = Field(300.0, gt=0)
+    """Longest a replaced model replica, or the replaced face workers, may take to serve
+    again (start, load, warm up; the CPU's LRL compile included: 66 s cold here). Past it
+    liveness (/healthz) fails, so that the orchestrator restarts the pod: the replacement
+    cannot start (weights gone, device lost) or hangs."""
     read_timeout_s: float = Field(10.0, gt=0)
     """Time an upload gets before the minimum rate applies: the body must arrive within
     this plus its length over `min_upload_rate` (408 otherwise)."""

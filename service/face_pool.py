@@ -89,6 +89,13 @@ class FacePool:
         self._stopping = False
         self._stopped: asyncio.Future | None = None
         """Done once `stop` was called; made on the event loop by the first parse."""
+        self._lost_at: float | None = None
+
+    @property
+    def out_of_service_since(self) -> float | None:
+        """time.monotonic() when the workers were first replaced, while no replacement has
+        started since (one that fails to start leaves it set); None while they serve."""
+        return self._lost_at
 
     def start(self) -> None:
         """Start the processes, and return once they answer (each loads its parser as it
@@ -259,7 +266,15 @@ class FacePool:
         )
         ready.add_done_callback(retrieve)
         self._workers = _Workers(pool, ready)
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+        ready.add_done_callback(self._back_in_service)
         self._metrics.process_restarts.labels("face_worker", reason).inc()
+
+    def _back_in_service(self, ready: asyncio.Future) -> None:
+        current = self._workers is not None and self._workers.ready is ready
+        if current and not ready.cancelled() and ready.exception() is None:
+            self._lost_at = None
 
     def stop(self) -> None:
         """Answer every parse waiting or under way with ShuttingDown; none starts after."""

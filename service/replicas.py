@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -89,6 +90,7 @@ class ProcessReplica:
         """Warmed up once: a loss from here on is replaced."""
         self._closing = False
         self._respawn: asyncio.Task | None = None
+        self._lost_at: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -99,6 +101,12 @@ class ProcessReplica:
     def is_ready(self) -> bool:
         """Warm and taking batches."""
         return self._ready.is_set()
+
+    @property
+    def out_of_service_since(self) -> float | None:
+        """time.monotonic() when the serving process was lost, while its replacement is not
+        warm yet; None while serving (and before the first warm-up)."""
+        return self._lost_at
 
     @property
     def busy(self) -> bool:
@@ -138,6 +146,7 @@ class ProcessReplica:
             raise ReplicaStartError(f"unexpected answer {warmed!r}")
         self.warmed = warmed
         self._serving = True
+        self._lost_at = None
         self._ready.set()
 
     async def _control_call(self, message: WarmUp | None) -> object:
@@ -198,6 +207,7 @@ class ProcessReplica:
             self._control.set_exception(ReplicaStartError("the replica process exited"))
         if self._serving and not self._closing:
             self._serving = False
+            self._lost_at = time.monotonic()
             self._metrics.process_restarts.labels("replica", reason).inc()
             logger.error(
                 "a model replica was lost; starting a new one",

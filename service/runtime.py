@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -133,10 +134,36 @@ class Runtime:
         logger.info("start-up heap frozen", extra={"objects": gc.get_freeze_count()})
         self.lifecycle.mark_ready()
 
+    def liveness_error(self) -> ServiceError | None:
+        """Why the process should be restarted, or None: start-up failed, a batch dispatcher
+        stopped, or a replica or the face workers have not served again within
+        ABPN_RECOVERY_TIMEOUT_S of being replaced. A hung model call or parse alone is not a
+        reason: its own limit replaces its process here, which costs its requests only, where
+        restarting the pod costs every request in flight and every replica's warm-up."""
+        error = self.lifecycle.liveness_error()
+        if error is not None:
+            return error
+        if self._batcher is not None and (failure := self._batcher.dispatch_failure()):
+            return ServiceError(503, "wedged", failure)
+        limit = self.settings.recovery_timeout_s
+        lost = [(f"model replica {r.name}", r.out_of_service_since) for r in self.replicas]
+        if self.faces is not None:
+            lost.append(("face workers", self.faces.out_of_service_since))
+        now = time.monotonic()
+        for what, since in lost:
+            if since is not None and now - since > limit:
+                return ServiceError(
+                    503,
+                    "wedged",
+                    f"the {what} replaced {now - since:.0f} s ago did not come back within "
+                    f"ABPN_RECOVERY_TIMEOUT_S ({limit:g} s)",
+                )
+        return None
+
     def readiness_error(self) -> ServiceError | None:
         """Why readiness is 503 now: the lifecycle's reason, or a replica being replaced (it
         takes no batch until it is warm again; requests still queue for it)."""
-        error = self.lifecycle.readiness_error()
+        error = self.lifecycle.readiness_error() or self.liveness_error()
         if error is None and not all(replica.is_ready for replica in self.replicas):
             return unavailable("not_ready", "a model replica is being replaced")
         return error

@@ -23,6 +23,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from model.faces import Box, Face, FaceParse, FaceRegion
+from service import shm_blocks
 
 ALIGN = 64
 """Every array starts on a cache line."""
@@ -105,7 +106,7 @@ def write(requests: Sequence[ItemRequest]) -> tuple[SharedMemory, list[SharedIte
     """A new block holding the batch's photos and skin masks (service side; blocking: call it
     off the event loop). The caller unlinks it with `release`."""
     items, size = _layout(requests)
-    block = SharedMemory(create=True, size=max(1, size))
+    block = shm_blocks.create(size)
     try:
         for request, item in zip(requests, items, strict=True):
             _view(block, item.photo, item.shape)[...] = request.image

@@ -11,12 +11,14 @@ block left behind by a worker that died mid-parse is unlinked when the service e
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
 from model.faces import Box, Face, FaceParse, FaceRegion
+from service import shm_blocks
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class PackedParse:
 
 def share(image: np.ndarray) -> tuple[SharedMemory, SharedPhoto]:
     """A new block holding a copy of `image` (the caller unlinks it with `release`)."""
-    block = SharedMemory(create=True, size=max(1, image.nbytes))
+    block = shm_blocks.create(image.nbytes)
     np.ndarray(image.shape, np.uint8, buffer=block.buf)[...] = image
     return block, SharedPhoto(block.name, image.shape)
 
@@ -59,13 +61,13 @@ def read_photo(photo: SharedPhoto) -> tuple[SharedMemory, np.ndarray]:
 
 
 def pack(parse: FaceParse) -> PackedParse:
-    """Write the parse's skin masks into a new block (worker side), left for the service to
-    unpack and unlink."""
+    """Write the parse's skin masks into a new block (worker side: the block is named after
+    the worker's parent, the service), left for the service to unpack and unlink."""
     regions = tuple((r.box, r.faces) for r in parse.regions)
     total = sum(r.skin.nbytes for r in parse.regions)
     if not total:
         return PackedParse(parse.faces, regions, None, parse.skipped)
-    block = SharedMemory(create=True, size=total)
+    block = shm_blocks.create(total, owner=os.getppid())
     try:
         offset = 0
         for region in parse.regions:

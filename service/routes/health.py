@@ -21,9 +21,11 @@ class Status(BaseModel):
 
 @router.get("/healthz", summary="Liveness", response_model=Status, responses=errors.responses(503))
 async def healthz(runtime: RuntimeDep) -> Status | JSONResponse:
-    """200 while the process is alive, starting and draining included; 503 only when
-    start-up failed, so that the orchestrator restarts it."""
-    error = runtime.lifecycle.liveness_error()
+    """200 while the process is alive, starting and draining included; 503 when start-up
+    failed (`failed`), or when it cannot recover by itself (`wedged`: a replaced replica or
+    face workers not back within ABPN_RECOVERY_TIMEOUT_S, a batch dispatcher stopped), so
+    that the orchestrator restarts it."""
+    error = runtime.liveness_error()
     if error is not None:
         return errors.error_response(error)
     return Status(status="ok")

@@ -1,5 +1,6 @@
 """The face worker processes live and die with the service: a signal to the whole process
-group leaves them parsing through the drain, and a service killed outright takes them along.
+group leaves them parsing through the drain, a service killed outright takes them along, and a
+worker hung mid-parse costs its request a 504 and is replaced.
 (The model replica's process, the service's other spawned child, has its own tests in
 test_e2e_replicas.py.)"""
 
@@ -60,6 +61,31 @@ def test_a_signal_to_the_group_leaves_the_workers_to_the_drain(tmp_path) -> None
         assert server.stop() == 0
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive, alive
+    finally:
+        server.stop()
+
+
+def test_a_hung_face_worker_is_a_504_and_is_replaced(tmp_path) -> None:
+    # The limit also bounds the first parse of the new worker: wide enough for any machine.
+    server = start_server(tmp_path, face_workers=1, faces_timeout_s=10)
+    try:
+        (hung,) = _workers(server)
+        hung.suspend()  # SIGSTOP: what a wedged native call looks like
+        r = server.client.post("/v1/retouch", content=PORTRAIT, headers=PNG, timeout=60)
+        assert r.status_code == 504, r.text
+        assert r.json()["error"]["code"] == "model_timeout"
+        restarts = server.metric(
+            "abpn_process_restarts_total", process="face_worker", reason="timeout"
+        )
+        assert restarts == 1
+        psutil.wait_procs([hung], timeout=10)
+        assert not hung.is_running() or hung.status() == psutil.STATUS_ZOMBIE
+        # The replacement serves; liveness stayed up: the pool recovered by itself.
+        r = server.client.post("/v1/retouch", content=PORTRAIT, headers=PNG, timeout=60)
+        assert r.status_code == 200 and r.headers["x-faces"] == "1"
+        (worker,) = _workers(server)
+        assert worker.pid != hung.pid
+        assert server.client.get("/healthz").status_code == 200
     finally:
         server.stop()
 

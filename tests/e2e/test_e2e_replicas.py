@@ -1,11 +1,13 @@
 """The model replica's process, seen over HTTP: a hung model call (the process stopped with
 SIGSTOP) is answered 504 `model_timeout` within ABPN_BATCH_TIMEOUT_S, a dead replica (SIGKILL)
 costs the batch it held a 500 `replica_died`; either way the process is replaced, counted, and
-readiness is 503 until the new one is warm. The replica loads no web stack, and a second signal
-leaves no replica behind."""
+readiness is 503 until the new one is warm. A replacement that cannot start fails liveness once
+ABPN_RECOVERY_TIMEOUT_S is over, until it serves again. The replica loads no web stack, and a
+second signal leaves no replica behind."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import threading
@@ -15,7 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 from images import encoded, grace_hopper, slow_portrait
-from server_support import Server, log_lines, replica_pids, start_server, wait_for
+from server_support import REPO, Server, log_lines, replica_pids, start_server, wait_for
 
 PNG = {"content-type": "image/png"}
 PORTRAIT = encoded(grace_hopper())
@@ -101,6 +103,28 @@ def test_a_dead_replica_fails_its_batch_and_is_replaced(tmp_path: Path) -> None:
             "the idle death counted",
         )
         _replaced(server, pid)
+    finally:
+        server.stop()
+
+
+def test_a_replica_that_cannot_come_back_fails_liveness_until_it_does(tmp_path: Path) -> None:
+    shipped = REPO / "model" / "weights"
+    weights = tmp_path / "weights"
+    shutil.copytree(shipped, weights)
+    checkpoint = weights / "abpn-default.safetensors"
+    server = start_server(tmp_path, weights=checkpoint, recovery_timeout_s=2)
+    try:
+        pid = _replica_pid(server)
+        assert server.client.get("/healthz").status_code == 200
+        away = checkpoint.rename(checkpoint.with_suffix(".away"))  # no replacement can load
+        psutil.Process(pid).kill()
+        wait_for(lambda: server.client.get("/healthz").status_code == 503, 60, "liveness failed")
+        error = server.client.get("/healthz").json()["error"]
+        assert error["code"] == "wedged" and "ABPN_RECOVERY_TIMEOUT_S" in error["message"]
+        assert server.client.get("/readyz").status_code == 503
+        away.rename(checkpoint)  # the next attempt of the replacement loads it
+        _replaced(server, pid)
+        assert server.client.get("/healthz").status_code == 200
     finally:
         server.stop()
 

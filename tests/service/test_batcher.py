@@ -447,3 +447,35 @@ def test_a_photo_counts_its_pixels_or_min_pixels_at_least() -> None:
     assert work_pixels(384, 512) == MIN_PIXELS
     per_pixel = 5.0 / (MIN_PIXELS + 7680 * 5120)
     assert estimate.seconds(2 * MIN_PIXELS) == pytest.approx(2 * MIN_PIXELS * per_pixel)
+
+
+class BrokenReplica(ThreadReplica):
+    """A replica whose readiness check raises: a bug outside any batch."""
+
+    async def ready(self) -> None:
+        raise RuntimeError("the readiness check broke")
+
+
+async def test_a_dispatcher_that_stops_is_reported_until_the_batcher_is_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batcher = _batcher(replica=BrokenReplica(StandIn()))
+    assert batcher.dispatch_failure() is None
+    batcher.start()
+    (worker,) = batcher.workers
+    await asyncio.gather(worker.task, return_exceptions=True)
+    failure = batcher.dispatch_failure()
+    assert failure is not None and "the readiness check broke" in failure
+    assert any(r.levelname == "CRITICAL" and r.exc_info for r in caplog.records)
+    await batcher.stop()
+    assert batcher.dispatch_failure() is None  # stopping ends every dispatcher on purpose
+
+
+async def test_a_running_dispatcher_reports_nothing() -> None:
+    batcher = _batcher()
+    batcher.start()
+    item = (await _submit(batcher))[1]
+    await batcher.wait(item)
+    assert batcher.dispatch_failure() is None
+    await batcher.stop()
+    assert batcher.dispatch_failure() is None

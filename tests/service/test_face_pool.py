@@ -22,6 +22,7 @@ from images import crowd, grace_hopper
 from PIL import Image
 
 from model.faces import FaceParser
+from service import shm_blocks
 from service.batcher import ModelTimeout, ShuttingDown
 from service.face_pool import FacePool
 from service.metrics import Metrics
@@ -40,7 +41,10 @@ def _portrait(scale: int) -> np.ndarray:
 
 
 def _blocks() -> set[str]:
-    return {p.name for p in SHM.glob("psm_*")} if SHM.is_dir() else set()
+    """This process's service blocks: other programs' blocks come and go as they please."""
+    return (
+        {p.name for p in SHM.glob(shm_blocks.prefix(os.getpid()) + "*")} if SHM.is_dir() else set()
+    )
 
 
 class PipeMeter:
@@ -50,10 +54,12 @@ class PipeMeter:
     def __init__(self, pool) -> None:
         self.pool = pool
         self.sizes: list[int] = []
+        self.results: list = []
 
     def submit(self, fn, *args):
         self.sizes.append(len(pickle.dumps((fn, args))))
         future = self.pool.submit(fn, *args)
+        future.add_done_callback(lambda f: self.results.append(f.result()))
         future.add_done_callback(lambda f: self.sizes.append(len(pickle.dumps(f.result()))))
         return future
 
@@ -79,6 +85,8 @@ async def test_a_parse_crosses_the_pipe_as_names_and_landmarks_only(pool: FacePo
     finally:
         pool._workers.pool = meter.pool
     assert len(meter.sizes) == 2 and max(meter.sizes) < PIPE_LIMIT, meter.sizes
+    # The worker names its masks' block after the service, as the leak checks expect.
+    assert meter.results[0].masks.startswith(shm_blocks.prefix(os.getpid()))
     reference = FaceParser().parse(photo)
     assert len(parse.regions) == len(reference.regions) == 1
     for got, want in zip(parse.regions, reference.regions, strict=True):
@@ -169,3 +177,19 @@ async def test_a_hung_parse_is_answered_and_its_workers_are_replaced() -> None:
     while _blocks() - before and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert _blocks() <= before, _blocks() - before
+
+
+async def test_replaced_workers_are_out_of_service_until_the_new_ones_start() -> None:
+    faces = FacePool(1, Metrics())
+    await asyncio.to_thread(faces.start)
+    try:
+        assert faces.out_of_service_since is None
+        faces._replace(faces._workers, "died")  # what a lost parse does
+        since = faces.out_of_service_since
+        assert since is not None
+        faces._replace(faces._workers, "died")  # lost again before the first came back
+        assert faces.out_of_service_since == since  # counted from the first loss
+        await faces._workers.ready
+        assert faces.out_of_service_since is None
+    finally:
+        faces.close()

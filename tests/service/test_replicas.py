@@ -5,6 +5,7 @@ left behind, only small messages cross the pipe, and the process imports no web 
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from images import grace_hopper, picture
 from model.engine import RetouchEngine
 from model.faces import FaceParser
 from model.weights import load_model
-from service import shared_batch
+from service import shared_batch, shm_blocks
 from service.batcher import Batcher
 from service.metrics import Metrics
 from service.replica_protocol import Batch, ReplicaConfig
@@ -35,7 +36,10 @@ PIPE_LIMIT = 64 * 1024
 
 
 def _blocks() -> set[str]:
-    return {p.name for p in SHM.glob("psm_*")} if SHM.is_dir() else set()
+    """This process's service blocks: other programs' blocks come and go as they please."""
+    return (
+        {p.name for p in SHM.glob(shm_blocks.prefix(os.getpid()) + "*")} if SHM.is_dir() else set()
+    )
 
 
 def _config(parse_faces: bool = True) -> ReplicaConfig:
@@ -102,6 +106,7 @@ def test_a_batch_message_carries_no_pixels() -> None:
     requests = [ItemRequest(big, 1.0, 0.0, True, None), ItemRequest(face, 1.0, 0.0, False, parse)]
     block, items = shared_batch.write(requests)
     try:
+        assert block.name in _blocks()  # named after this service, as the leak checks expect
         assert len(pickle.dumps(Batch(0, block.name, tuple(items)))) < PIPE_LIMIT
         np.testing.assert_array_equal(shared_batch.copy_photo(block, items[0]), big)
         skin = shared_batch.parse(block, items[1]).regions[0].skin
