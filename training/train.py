@@ -70,6 +70,9 @@ class TrainConfig:
     """"synthetic": portrait halves and textures (training.data.dataset); "faces": real face
     regions at the LRL's scale, photos without faces and the synthetic mix
     (training.data.face_samples)."""
+    clean_skin_share: float = 0.08
+    """Share of face samples cut from skin and left unpainted (empty target): the negatives
+    that teach the mask not to fire on pores, freckles and moles ("faces" data only)."""
     inference_mask_threshold: float | None = None
     """Mask threshold written into the exported checkpoint (chosen on a validation set); the
     weights do not depend on it, training uses the model config's."""
@@ -131,8 +134,15 @@ def _samplers(cfg: TrainConfig, model_cfg: ABPNConfig) -> dict:
 
         # Pyramid crops are twice as large at the same LRL scale, so their regions are too.
         return {
-            "lrl": MixedSampler(cfg.seed, cfg.crop_size, model_cfg.lrl_size),
-            "pyramid": MixedSampler(cfg.seed + 1, 2 * cfg.crop_size, 2 * model_cfg.lrl_size),
+            "lrl": MixedSampler(
+                cfg.seed, cfg.crop_size, model_cfg.lrl_size, p_clean_skin=cfg.clean_skin_share
+            ),
+            "pyramid": MixedSampler(
+                cfg.seed + 1,
+                2 * cfg.crop_size,
+                2 * model_cfg.lrl_size,
+                p_clean_skin=cfg.clean_skin_share,
+            ),
         }
     raise ValueError(f"unknown training data {cfg.data!r}: 'synthetic' or 'faces'")
 

@@ -142,11 +142,13 @@ class MixedSampler:
         *,
         p_faces: float = 0.65,
         p_negative: float = 0.07,
+        p_clean_skin: float = 0.08,
     ) -> None:
         self.crop_size = int(crop_size)
         self.lrl_size = int(lrl_size)
         self.p_faces = p_faces
         self.p_negative = p_negative
+        self.p_clean_skin = p_clean_skin
         self.rng = np.random.default_rng([int(seed), 0xFACE])
         self.crops = training_faces()
 
@@ -154,7 +156,13 @@ class MixedSampler:
         """The next uint8 training sample."""
         roll = self.rng.random()
         if roll < self.p_faces:
-            return face_sample(self.rng, self.crop_size, self.crops, lrl_size=self.lrl_size)
+            return face_sample(
+                self.rng,
+                self.crop_size,
+                self.crops,
+                lrl_size=self.lrl_size,
+                p_clean=self.p_clean_skin,
+            )
         if roll < self.p_faces + self.p_negative:
             return negative_sample(self.rng, self.crop_size)
         return draw_sample(self.rng, self.crop_size, split="train", p_clean=0.1)
