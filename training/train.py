@@ -76,6 +76,8 @@ class TrainConfig:
     inference_mask_threshold: float | None = None
     """Mask threshold written into the exported checkpoint (chosen on a validation set); the
     weights do not depend on it, training uses the model config's."""
+    inference_mask_gamma: float | None = None
+    """Mask curve written with it (`ABPNConfig.mask_gamma`), chosen the same way."""
     version: str = "1.0.0"
 
     @classmethod
@@ -218,7 +220,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     final = out_dir / "abpn.safetensors"
     model.eval()
     if cfg.inference_mask_threshold is not None:
-        model.set_mask_threshold(cfg.inference_mask_threshold)
+        model.set_mask_threshold(cfg.inference_mask_threshold, cfg.inference_mask_gamma)
     save_checkpoint(
         model,
         final,

@@ -25,6 +25,7 @@ from evaluation.lesions.measure import (
     Lesion,
     centre_values,
     disc_means,
+    edges_added_count,
     lesion_contrast,
     protected_changed,
     ring_means,
@@ -32,6 +33,7 @@ from evaluation.lesions.measure import (
     summarize,
     texture_kept,
     to_lab,
+    wide_contrast,
 )
 from evaluation.tables import markdown_table
 
@@ -85,6 +87,7 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
     runs = _run_methods(engine, image, parse, lesions)
     skin, mask = runs["skin"], runs["mask"]
     before = lesion_contrast(to_lab(image), lesions)
+    wide_before = wide_contrast(to_lab(image), lesions)
     result: dict = {
         "size": [int(image.shape[1]), int(image.shape[0])],
         "marked": len(lesions),
@@ -95,14 +98,21 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
     shares = {}
     for method, out in runs["out"].items():
         share = share_removed(before, lesion_contrast(to_lab(out), lesions))
+        wide = share_removed(wide_before, wide_contrast(to_lab(out), lesions))
         changed, outside = protected_changed(image, out, skin)
+        added, skin_pixels = edges_added_count(image, out, skin)
         shares[method] = share
         result["methods"][method] = {
             **summarize(share),
             "texture_kept": texture_kept(image, out, skin, lesions),
             "protected_changed": changed,
             "protected_pixels": outside,
+            "edges_added": added / skin_pixels if skin_pixels else float("nan"),
+            "edges_added_pixels": added,
+            "skin_pixels": skin_pixels,
             "per_lesion_removed": [None if np.isnan(s) else round(float(s), 4) for s in share],
+            **_wide(summarize(wide)),
+            "per_lesion_wide_removed": [None if np.isnan(s) else round(float(s), 4) for s in wide],
         }
     centre_in = centre_values(skin, lesions) > GATE
     disc_in = disc_means((skin > GATE).astype(np.float32), lesions) > 0.5
@@ -129,39 +139,46 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
         ],
         "contrast_before": [None if np.isnan(b) else round(float(b), 3) for b in before],
     }
+    result["wide_contrast_before"] = [
+        None if np.isnan(b) else round(float(b), 3) for b in wide_before
+    ]
     return result
 
 
+def _wide(summary: dict) -> dict:
+    """`summarize`'s figures under the wide contrast's keys."""
+    return {f"wide_{key}": value for key, value in summary.items()}
+
+
+def _per_lesion(results: dict[str, dict], method: str, key: str) -> np.ndarray:
+    """A per-lesion list of every photo, for one method, as floats (NaN where left out)."""
+    return np.array(
+        [np.nan if s is None else s for r in results.values() for s in r["methods"][method][key]],
+        float,
+    )
+
+
 def pooled(results: dict[str, dict]) -> dict:
-    """Figures over every lesion of every photo (texture and protected share pixel-weighted)."""
+    """Figures over every lesion of every photo (texture kept: median over photos; protected
+    changed and edges added: over all the photos' pixels)."""
     out: dict = {"methods": {}}
     for method in METHODS:
-        shares = np.array(
-            [
-                np.nan if s is None else s
-                for r in results.values()
-                for s in r["methods"][method]["per_lesion_removed"]
-            ],
-            float,
-        )
+        shares = _per_lesion(results, method, "per_lesion_removed")
         changed = sum(r["methods"][method]["protected_changed"] for r in results.values())
         total = sum(r["methods"][method]["protected_pixels"] for r in results.values())
         kept = [r["methods"][method]["texture_kept"] for r in results.values()]
+        added = sum(r["methods"][method]["edges_added_pixels"] for r in results.values())
+        skin = sum(r["methods"][method]["skin_pixels"] for r in results.values())
         out["methods"][method] = {
             **summarize(shares),
             "texture_kept_median": float(np.nanmedian(kept)) if kept else float("nan"),
             "protected_changed_share": changed / total if total else float("nan"),
+            "edges_added_share": added / skin if skin else float("nan"),
+            **_wide(summarize(_per_lesion(results, method, "per_lesion_wide_removed"))),
         }
     stages = [r["abpn_stages"] for r in results.values()]
     fires = np.array([p["fires"] for s in stages for p in s["per_lesion"]], bool)
-    abpn = np.array(
-        [
-            np.nan if s is None else s
-            for r in results.values()
-            for s in r["methods"]["abpn"]["per_lesion_removed"]
-        ],
-        float,
-    )
+    abpn = _per_lesion(results, "abpn", "per_lesion_removed")
     marked = sum(r["marked"] for r in results.values())
     out["abpn_stages"] = {
         "marked": marked,
@@ -179,6 +196,10 @@ def _pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.0f}%"
 
 
+def _share3(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.3f}%"
+
+
 def _num(x: float, digits: int = 2) -> str:
     return "-" if x != x else f"{x:.{digits}f}"
 
@@ -191,8 +212,11 @@ def tables(results: dict[str, dict], pool: dict) -> str:
         "lesions",
         "median removed",
         "at least halved",
+        "wide removed",
+        "wide halved",
         "texture kept",
         "protected changed",
+        "edges added",
     )
     rows = []
     for name, r in results.items():
@@ -206,8 +230,11 @@ def tables(results: dict[str, dict], pool: dict) -> str:
                     m["lesions"],
                     _num(m["median_removed"]),
                     _pct(m["halved"]),
+                    _num(m["wide_median_removed"]),
+                    _pct(m["wide_halved"]),
                     _num(m["texture_kept"]),
                     f"{100 * share:.3f}%",
+                    _share3(m["edges_added"]),
                 )
             )
     pool_rows = [
@@ -216,8 +243,11 @@ def tables(results: dict[str, dict], pool: dict) -> str:
             m["lesions"],
             _num(m["median_removed"]),
             _pct(m["halved"]),
+            _num(m["wide_median_removed"]),
+            _pct(m["wide_halved"]),
             _num(m["texture_kept_median"]),
             f"{100 * m['protected_changed_share']:.3f}%",
+            _share3(m["edges_added_share"]),
         )
         for method, m in pool["methods"].items()
     ]
@@ -260,8 +290,8 @@ def tables(results: dict[str, dict], pool: dict) -> str:
     return "\n\n".join(
         (
             "Per photo:\n\n" + markdown_table(header, rows),
-            "Pooled over all lesions (texture kept: median over photos; protected: all pixels):\n\n"
-            + markdown_table(header[1:], pool_rows),
+            "Pooled over all lesions (texture kept: median over photos; protected and edges added:"
+            " all pixels):\n\n" + markdown_table(header[1:], pool_rows),
             "ABPN stage by stage:\n\n" + markdown_table(stage_header, stage_rows),
         )
     )

@@ -5,10 +5,14 @@ Every measure compares a photo before and after with the lesion marks (centre, r
 - lesion contrast: CIE Lab ΔE (1976) between a lesion disc's mean and the mean of the ring
   around it (r..2r, other lesions' discs left out), before and after; the share removed is
   1 - after/before, clipped to [-1, 1];
+- wide contrast: the same ΔE against a wide ring 3r..6r (outer radius at least 12 px), so that
+  a lesion filled with the colour of a red blotch around it still counts while the blotch stays;
 - texture kept: high-pass energy of L* (L* minus its Gaussian blur) on skin farther than 3r from
   every lesion, after over before;
 - protected pixels changed: the share of pixels outside the (slightly dilated) skin mask that
-  changed by more than 2 levels in any channel.
+  changed by more than 2 levels in any channel;
+- edges added: the share of skin pixels where the gradient of smoothed L* grew by more than
+  1 L* per px (a patch boundary or seam that was not in the photo).
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ import cv2
 import numpy as np
 
 RING_OUTER = 2.0
+# Wide contrast: a ring well clear of the lesion's own halo and of an inflamed area a few radii
+# across, so that it holds the face's skin rather than the blotch the lesion sits in. The floor
+# gives marks of 1-2 px a ring of skin and not of their own rim.
+WIDE_INNER = 3.0
+WIDE_OUTER = 6.0
+WIDE_MIN_OUTER_PX = 12.0
 FAR_FROM_LESION = 3.0
 HIGH_PASS_SIGMA = 1.5
 PROTECTED_LEVELS = 2
@@ -26,6 +36,16 @@ PROTECTED_LEVELS = 2
 # numbers says nothing: such marks are counted but left out of the contrast figures.
 MIN_CONTRAST = 2.0
 MIN_RING_PIXELS = 8
+# Edges added: L* is smoothed first so that pixel noise, JPEG grain and pores (1-2 px) do not
+# count, only edges that stay sharp at the scale of a lesion.
+EDGE_SIGMA = 1.5
+# A step of h L* blurred by sigma 1.5 peaks at h / (1.5 * sqrt(2 pi)) = h / 3.76 L* per px, so
+# 1.0 L* per px is a new step of about 4 L* (roughly twice a just-noticeable difference in
+# lightness). Lower, a re-synthesised grain starts to count: smoothed skin's own gradient has a
+# median of about 0.5 L* per px on the marked photos, and shifting their grain by a few pixels
+# (four photos, whole image) raises 2.5% of pixels by more than 0.5 but 0.5% by more than 1.0.
+# Higher, faint pale patches are missed.
+EDGE_ADDED = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,26 +88,53 @@ def discs(shape: tuple[int, ...], lesions: list[Lesion], reach: float = 1.0) -> 
     return out
 
 
-def lesion_contrast(lab: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
-    """ΔE of each lesion's disc mean against its ring's mean; NaN where the ring is too small."""
+def lesion_contrast(
+    lab: np.ndarray,
+    lesions: list[Lesion],
+    inner: float = 1.0,
+    outer: float = RING_OUTER,
+    min_outer_px: float = 0.0,
+) -> np.ndarray:
+    """ΔE of each lesion's disc mean against its ring's mean; NaN where the ring is too small.
+
+    `lab` is (H, W, 3) CIE Lab (see `to_lab`). The disc has radius r; the ring runs from
+    `inner` r (exclusive) to `outer` r, or to `min_outer_px` px where that is larger, and
+    leaves out the other lesions' discs (radius r). The defaults give the ring r..2r.
+    """
     out = np.full(len(lesions), np.nan)
-    # Other lesions' discs are left out of the ring; only neighbours within reach can overlap it.
     for i, lesion in enumerate(lesions):
-        rows, cols = _window(lab.shape, lesion, RING_OUTER)
+        # The floor is applied as a larger reach so that the window and the ring agree; with no
+        # floor reach is `outer` itself, and the r..2r figures stay bit-identical.
+        reach = max(outer, min_outer_px / lesion.r)
+        rows, cols = _window(lab.shape, lesion, reach)
         dist = _distance(rows, cols, lesion)
+        # Other lesions' discs are left out of the ring; only neighbours within reach can overlap.
         others = np.zeros(dist.shape, bool)
         for j, other in enumerate(lesions):
             if j != i and np.hypot(other.x - lesion.x, other.y - lesion.y) < (
-                lesion.r * RING_OUTER + other.r
+                lesion.r * reach + other.r
             ):
                 others |= _distance(rows, cols, other) <= other.r
         disc = dist <= lesion.r
-        ring = (dist > lesion.r) & (dist <= lesion.r * RING_OUTER) & ~others
+        ring = (dist > lesion.r * inner) & (dist <= lesion.r * reach) & ~others
         if disc.sum() == 0 or ring.sum() < MIN_RING_PIXELS:
             continue
         patch = lab[rows, cols]
         out[i] = float(np.linalg.norm(patch[disc].mean(0) - patch[ring].mean(0)))
     return out
+
+
+def wide_contrast(lab: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
+    """ΔE of each lesion's disc mean against the wider surroundings; NaN where no ring.
+
+    `lab` is (H, W, 3) CIE Lab (see `to_lab`). Like `lesion_contrast`, but the ring runs from
+    3r to 6r (its outer radius at least 12 px), other lesions' discs left out. The r..2r ring
+    sees only the lesion's immediate surroundings: a lesion inside an inflamed red blotch,
+    filled with the blotch's colour, leaves disc and inner ring alike while the blotch still
+    stands out from the face's skin. Against the wide ring the blotch still counts, and a
+    retouch that takes the redness of the whole area away is credited for it.
+    """
+    return lesion_contrast(lab, lesions, WIDE_INNER, WIDE_OUTER, WIDE_MIN_OUTER_PX)
 
 
 def share_removed(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -130,6 +177,38 @@ def protected_changed(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -
     region = protected_region(skin)
     diff = np.abs(after.astype(np.int16) - before.astype(np.int16)).max(-1)
     return int((diff[region] > PROTECTED_LEVELS).sum()), int(region.sum())
+
+
+def smoothed_gradient(image: np.ndarray) -> np.ndarray:
+    """Gradient magnitude (L* per px, central differences) of L* smoothed by sigma 1.5 px."""
+    lightness = cv2.GaussianBlur(to_lab(image)[..., 0], (0, 0), EDGE_SIGMA)
+    gy, gx = np.gradient(lightness)
+    return np.hypot(gx, gy)
+
+
+def edges_added_count(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -> tuple[int, int]:
+    """(added, total): skin pixels (mask > 127) where the retouch raised the edge strength.
+
+    See `edges_added`; the counts let photos be pooled over all their skin pixels.
+    """
+    region = skin > 127
+    # Only a rise counts: removing a lesion flattens its rim (a drop), which is the point of a
+    # retouch; a boundary drawn into smooth skin, or a seam, is a rise.
+    rise = smoothed_gradient(after) - smoothed_gradient(before)
+    return int((rise[region] > EDGE_ADDED).sum()), int(region.sum())
+
+
+def edges_added(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -> float:
+    """Share of skin pixels (mask > 127) on an edge the retouch added: 0 adds none.
+
+    Both (H, W, 3) uint8 sRGB images are taken to CIE L*, smoothed by a Gaussian of sigma 1.5 px
+    and their gradient magnitudes compared: a skin pixel counts when after exceeds before by
+    more than 1 L* per px. A flat, pale patch pasted over the cheek counts along its boundary,
+    a straight seam along its length; a lesion removed lowers the gradient and does not count.
+    NaN where there is no skin.
+    """
+    added, total = edges_added_count(before, after, skin)
+    return added / total if total else float("nan")
 
 
 def disc_means(values: np.ndarray, lesions: list[Lesion]) -> np.ndarray:

@@ -82,9 +82,11 @@ class ABPN(nn.Module):
         self.lrl = LocalRetouchingLayer(self.cfg)
         self.pyramid = BlendPyramid(self.cfg.refine_channels)
 
-    def set_mask_threshold(self, threshold: float) -> None:
-        """Change the mask threshold, an inference-time setting (no weights depend on it)."""
-        self.cfg = dataclasses.replace(self.cfg, mask_threshold=threshold)
+    def set_mask_threshold(self, threshold: float, gamma: float | None = None) -> None:
+        """Change the mask threshold and, when given, its curve (`ABPNConfig.mask_gamma`):
+        inference-time settings that no weights depend on."""
+        gamma = self.cfg.mask_gamma if gamma is None else gamma
+        self.cfg = dataclasses.replace(self.cfg, mask_threshold=threshold, mask_gamma=gamma)
         self.lrl.cfg = self.cfg
 
     def low_res(

@@ -29,6 +29,12 @@ class ABPNConfig:
     mask_threshold: float = 0.05
     """Soft-mask values at or below this become exactly zero, so untouched pixels stay bit-exact
     and the pyramid can skip tiles with nothing to retouch."""
+    mask_gamma: float = 1.0
+    """Curve of the effective mask m' = 1 - (1 - m)^gamma, where m is the soft mask above the
+    threshold scaled to [0, 1]. Training runs with a near-zero threshold, so there the blend
+    follows the soft mask; the threshold that keeps clean skin bit-exact at inference also
+    weakens what the network found (a soft 0.75 blends only 0.5 of the retouch). Gamma 2 gives
+    that 0.75 back while the mask still rises from exactly zero, with no step at its edge."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""

@@ -139,7 +139,10 @@ class LocalRetouchingLayer(nn.Module):
         logits = self.mask_head(y).float()
         soft = torch.sigmoid(logits)
         t = cfg.mask_threshold
-        mask = F.relu(soft - t) / (1.0 - t) * valid
+        mask = F.relu(soft - t) / (1.0 - t)
+        if cfg.mask_gamma != 1.0:
+            mask = 1.0 - (1.0 - mask) ** cfg.mask_gamma
+        mask = mask * valid
 
         z = self.attention(x, valids[-1])
         for level, block in zip(reversed(range(cfg.depth)), self.ret_dec, strict=True):
