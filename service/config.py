@@ -63,9 +63,10 @@ class Settings(BaseSettings):
     its batch, not the service."""
     recovery_timeout_s: float = Field(300.0, gt=0)
     """Longest a replaced model replica, or the replaced face workers, may take to serve
-    again (start, load, warm up; the CPU's LRL compile included: 66 s cold here). Past it
-    liveness (/healthz) fails, so that the orchestrator restarts the pod: the replacement
-    cannot start (weights gone, device lost) or hangs."""
+    again (start, load, warm up; the CPU's LRL compile included: 66 s to ready with a cold
+    Inductor cache, docs/benchmarks.md). Past it liveness (/healthz) fails, so that the
+    orchestrator restarts the pod: the replacement cannot start (weights gone, device lost)
+    or hangs."""
     read_timeout_s: float = Field(10.0, gt=0)
     """Time an upload gets before the minimum rate applies: the body must arrive within
     this plus its length over `min_upload_rate` (408 otherwise)."""

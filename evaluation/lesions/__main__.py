@@ -30,6 +30,7 @@ from evaluation.lesions.measure import (
     protected_changed,
     ring_means,
     share_removed,
+    smoothed_gradient,
     summarize,
     texture_kept,
     to_lab,
@@ -86,8 +87,10 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
     parse = engine.parse(image)
     runs = _run_methods(engine, image, parse, lesions)
     skin, mask = runs["skin"], runs["mask"]
-    before = lesion_contrast(to_lab(image), lesions)
-    wide_before = wide_contrast(to_lab(image), lesions)
+    lab_before = to_lab(image)
+    before = lesion_contrast(lab_before, lesions)
+    wide_before = wide_contrast(lab_before, lesions)
+    gradient_before = smoothed_gradient(lab_before)
     result: dict = {
         "size": [int(image.shape[1]), int(image.shape[0])],
         "marked": len(lesions),
@@ -97,17 +100,18 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
     }
     shares = {}
     for method, out in runs["out"].items():
-        share = share_removed(before, lesion_contrast(to_lab(out), lesions))
-        wide = share_removed(wide_before, wide_contrast(to_lab(out), lesions))
+        lab = to_lab(out)
+        share = share_removed(before, lesion_contrast(lab, lesions))
+        wide = share_removed(wide_before, wide_contrast(lab, lesions))
         changed, outside = protected_changed(image, out, skin)
-        added, skin_pixels = edges_added_count(image, out, skin)
+        added, skin_pixels = edges_added_count(gradient_before, smoothed_gradient(lab), skin)
         shares[method] = share
         result["methods"][method] = {
             **summarize(share),
             "texture_kept": texture_kept(image, out, skin, lesions),
             "protected_changed": changed,
             "protected_pixels": outside,
-            "edges_added": added / skin_pixels if skin_pixels else float("nan"),
+            "edges_added": _share(added, skin_pixels),
             "edges_added_pixels": added,
             "skin_pixels": skin_pixels,
             "per_lesion_removed": [None if np.isnan(s) else round(float(s), 4) for s in share],
@@ -145,6 +149,10 @@ def evaluate_photo(engine, image: np.ndarray, lesions: list[Lesion]) -> dict:
     return result
 
 
+def _share(part: int, total: int) -> float:
+    return part / total if total else float("nan")
+
+
 def _wide(summary: dict) -> dict:
     """`summarize`'s figures under the wide contrast's keys."""
     return {f"wide_{key}": value for key, value in summary.items()}
@@ -172,8 +180,8 @@ def pooled(results: dict[str, dict]) -> dict:
         out["methods"][method] = {
             **summarize(shares),
             "texture_kept_median": float(np.nanmedian(kept)) if kept else float("nan"),
-            "protected_changed_share": changed / total if total else float("nan"),
-            "edges_added_share": added / skin if skin else float("nan"),
+            "protected_changed_share": _share(changed, total),
+            "edges_added_share": _share(added, skin),
             **_wide(summarize(_per_lesion(results, method, "per_lesion_wide_removed"))),
         }
     stages = [r["abpn_stages"] for r in results.values()]

@@ -179,36 +179,29 @@ def protected_changed(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -
     return int((diff[region] > PROTECTED_LEVELS).sum()), int(region.sum())
 
 
-def smoothed_gradient(image: np.ndarray) -> np.ndarray:
-    """Gradient magnitude (L* per px, central differences) of L* smoothed by sigma 1.5 px."""
-    lightness = cv2.GaussianBlur(to_lab(image)[..., 0], (0, 0), EDGE_SIGMA)
+def smoothed_gradient(lab: np.ndarray) -> np.ndarray:
+    """Gradient magnitude (L* per px, central differences) of the L* of `lab` (see `to_lab`)
+    smoothed by sigma 1.5 px."""
+    lightness = cv2.GaussianBlur(np.ascontiguousarray(lab[..., 0]), (0, 0), EDGE_SIGMA)
     gy, gx = np.gradient(lightness)
     return np.hypot(gx, gy)
 
 
-def edges_added_count(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -> tuple[int, int]:
-    """(added, total): skin pixels (mask > 127) where the retouch raised the edge strength.
+def edges_added_count(
+    gradient_before: np.ndarray, gradient_after: np.ndarray, skin: np.ndarray
+) -> tuple[int, int]:
+    """Edges added by a retouch: (added, total) skin pixels (mask > 127), where added are those
+    whose `smoothed_gradient` after exceeds the one before by more than 1 L* per px.
 
-    See `edges_added`; the counts let photos be pooled over all their skin pixels.
+    A flat, pale patch pasted over the cheek counts along its boundary, a straight seam along
+    its length; a lesion removed lowers the gradient and does not count. Counts, not a share,
+    so that photos can be pooled over all their skin pixels.
     """
     region = skin > 127
     # Only a rise counts: removing a lesion flattens its rim (a drop), which is the point of a
     # retouch; a boundary drawn into smooth skin, or a seam, is a rise.
-    rise = smoothed_gradient(after) - smoothed_gradient(before)
+    rise = gradient_after - gradient_before
     return int((rise[region] > EDGE_ADDED).sum()), int(region.sum())
-
-
-def edges_added(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -> float:
-    """Share of skin pixels (mask > 127) on an edge the retouch added: 0 adds none.
-
-    Both (H, W, 3) uint8 sRGB images are taken to CIE L*, smoothed by a Gaussian of sigma 1.5 px
-    and their gradient magnitudes compared: a skin pixel counts when after exceeds before by
-    more than 1 L* per px. A flat, pale patch pasted over the cheek counts along its boundary,
-    a straight seam along its length; a lesion removed lowers the gradient and does not count.
-    NaN where there is no skin.
-    """
-    added, total = edges_added_count(before, after, skin)
-    return added / total if total else float("nan")
 
 
 def disc_means(values: np.ndarray, lesions: list[Lesion]) -> np.ndarray:

@@ -20,11 +20,12 @@ from evaluation.lesions.measure import (
     Lesion,
     disc_means,
     discs,
-    edges_added,
+    edges_added_count,
     lesion_contrast,
     protected_changed,
     ring_means,
     share_removed,
+    smoothed_gradient,
     texture_kept,
     to_lab,
     wide_contrast,
@@ -139,6 +140,13 @@ def pale_patch(image: np.ndarray, feather: float = 0.0) -> np.ndarray:
     patch = np.array([225, 180, 160], np.float32)
     out = image * (1 - weight[..., None]) + patch * weight[..., None]
     return out.round().astype(np.uint8)
+
+
+def edges_added(before: np.ndarray, after: np.ndarray, skin: np.ndarray) -> float:
+    """The share of skin pixels on an edge the retouch added, as the command reports it."""
+    grad = [smoothed_gradient(to_lab(image)) for image in (before, after)]
+    added, total = edges_added_count(*grad, skin)
+    return added / total
 
 
 def test_a_hard_edged_pale_patch_adds_edges_along_its_boundary(photos) -> None:
