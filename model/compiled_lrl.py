@@ -28,6 +28,7 @@ class CompiledLRL:
     def __init__(self, lrl: LocalRetouchingLayer) -> None:
         side = round_up(lrl.cfg.lrl_size, lrl.cfg.stride)
         self.canvas: Size = (side, side)
+        self._blob_gain = lrl.cfg.blob_gain
         # Freezing folds the weights into the graph; the LRL's mask threshold is read at
         # compile time too (a guard recompiles if it ever changes).
         self._fn = torch.compile(lrl, dynamic=False, options={"freezing": True})
@@ -39,9 +40,12 @@ class CompiledLRL:
         side = self.canvas[0]
         return h <= side and w <= side and 2 * h * w >= side * side
 
-    def __call__(self, canvas: torch.Tensor, valid: torch.Tensor) -> LRLOutput:
-        """Run the compiled LRL on a padded (1, 3, side, side) canvas and its valid mask."""
-        out = self._fn(canvas, valid)
+    def __call__(
+        self, canvas: torch.Tensor, valid: torch.Tensor, blobs: torch.Tensor | None = None
+    ) -> LRLOutput:
+        """Run the compiled LRL on a padded (1, 3, side, side) canvas, its valid mask and, when
+        the config has a blob gain, its red-blob prior."""
+        out = self._fn(canvas, valid, blobs)
         # Inductor writes the mask straight into the buffer of the concatenation that reads
         # it, so the outputs are views that would keep ~21 MB of intermediates alive per crop
         # (a 12-face photo held 250 MB more than eager). Copies are 3 MB.
@@ -49,8 +53,8 @@ class CompiledLRL:
 
     def warm(self, device: torch.device) -> None:
         """Compile now, so no request pays for it."""
+        valid = torch.ones((1, 1, *self.canvas), device=device)
+        # The same inputs as the engine will pass, so that call finds this graph.
+        blobs = torch.zeros_like(valid) if self._blob_gain else None
         with torch.inference_mode():
-            self._fn(
-                torch.zeros((1, 3, *self.canvas), device=device),
-                torch.ones((1, 1, *self.canvas), device=device),
-            )
+            self._fn(torch.zeros((1, 3, *self.canvas), device=device), valid, blobs)

@@ -34,9 +34,10 @@ from PIL import Image
 
 from model.compiled_lrl import CompiledLRL
 from model.cpu import native_bf16
-from model.faces import FaceParse, FaceParser, FaceRegion
+from model.faces import FaceParse, FaceParser, FaceRegion, blob_zone
 from model.net.abpn import ABPN, working_size
 from model.net.blend import whiten
+from model.net.blob_prior import blob_radius
 from model.net.bpl import Region, Size, pyramid_sizes, tiles
 from model.net.lrl import LRLOutput
 from model.result import MAX_STRENGTH, MAX_WHITENING, RetouchResult
@@ -250,9 +251,11 @@ class RetouchEngine:
         with self._autocast():
             lows = [self._to_device(j.levels[0] if j.levels else j.crop) for j in needs_lrl]
             low_inputs = [low[0].float() / 255.0 for low in lows]
+            zones = [self._blob_zone(j) for j in needs_lrl] if self.cfg.blob_gain else None
             outputs = []
             for start in range(0, len(low_inputs), self.lrl_chunk):
-                outputs += self._low_res(low_inputs[start : start + self.lrl_chunk])
+                end = start + self.lrl_chunk
+                outputs += self._low_res(low_inputs[start:end], zones and zones[start:end])
         for job, low, out in zip(needs_lrl, low_inputs, outputs, strict=True):
             job.offset = self.model.blend.rabm(low.unsqueeze(0), out.result)
             job.low_mask = out.mask
@@ -295,11 +298,20 @@ class RetouchEngine:
             )
         return results
 
-    def _low_res(self, group: list[torch.Tensor]) -> list[LRLOutput]:
+    def _blob_zone(self, job: _RegionJob) -> torch.Tensor:
+        """Where the region's red-blob prior may act, at the LRL's working size: (1, h, w) of
+        0 or 1 (`model.faces.blob_zone`)."""
+        size = job.sizes[0]
+        zone = blob_zone(_resize_u8(job.region.skin, size), blob_radius(self.cfg, size))
+        return torch.from_numpy(zone).to(self.device)[None].float()
+
+    def _low_res(
+        self, group: list[torch.Tensor], zones: list[torch.Tensor] | None
+    ) -> list[LRLOutput]:
         compiled = self.compiled_lrl
         if compiled is not None and len(group) == 1 and compiled.fits(group[0]):
-            return self.model.low_res(group, compiled.canvas, compiled)
-        return self.model.low_res(group)
+            return self.model.low_res(group, compiled.canvas, compiled, zones)
+        return self.model.low_res(group, zones=zones)
 
     def _render(
         self, job: _RegionJob, strength: float, whitening: float, target: _Target

@@ -506,6 +506,25 @@ def _dilated_hull(out: np.ndarray, pts: np.ndarray, r: float) -> None:
     out[cy0:cy1, cx0:cx1] |= roi[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
 
 
+def blob_zone(skin: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) bool: where the red-blob prior (`model.net.blob_prior`) may find lesions on a
+    region's skin mask `skin`: skin at least `radius` pixels (the prior's blob radius) in from
+    the face's outline.
+
+    The outline is the edge of the skin's area with its holes (eyes, brows, mouth, nostrils)
+    filled: lesions crowd around those, and the gate keeps the change off them. At the outline a
+    blob is where skin meets what is not skin (an earlobe against a wall, a jaw against a red
+    collar), and the LRB's fill would draw from past it: seen, a grey earlobe filled from the
+    wall behind."""
+    outside = np.pad((skin == 0).astype(np.uint8), 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    area = (outside[1:-1, 1:-1] != 2).astype(np.uint8)
+    # The crop's border is no outline: its edge is replicated, not eroded.
+    k = 2 * radius + 1
+    area = cv2.erode(area, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return (area > 0) & (skin > 0)
+
+
 def protected_parts(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.ndarray:
     """(H, W) uint8 0/1: eyes with irises, brows, lips and nostrils of the face with landmarks
     `pts` (in this raster's pixels, face `size` pixels wide), each hull dilated by its margin:

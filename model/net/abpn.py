@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.net.blend import BlendParams
+from model.net.blob_prior import blob_prior
 from model.net.bpl import BlendPyramid, Region, Size, pyramid_sizes
 from model.net.config import ABPNConfig
 from model.net.lrl import LocalRetouchingLayer, LRLOutput
@@ -93,15 +94,25 @@ class ABPN(nn.Module):
         self,
         images: Sequence[torch.Tensor],
         canvas_size: Size | None = None,
-        lrl: Callable[[torch.Tensor, torch.Tensor], LRLOutput] | None = None,
+        lrl: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], LRLOutput] | None = None,
+        zones: Sequence[torch.Tensor] | None = None,
     ) -> list[LRLOutput]:
         """Run the LRL once over working-size images (3, h, w) of any mix of sizes; each output
         is cropped back to its image's size and is the same as running that image alone.
 
         `canvas_size` pads to that canvas instead of the smallest one, and `lrl` replaces this
-        network's LRL with a compiled copy of it (`model.compiled_lrl`)."""
+        network's LRL with a compiled copy of it (`model.compiled_lrl`). With a `blob_gain`,
+        each image's red-blob prior is measured on that image alone, so batching cannot change
+        it, and kept to its zone (1, h, w) of 0 or 1 when `zones` gives one per image
+        (`model.faces.blob_zone`)."""
         canvas, valid = pad_to_canvas(images, self.cfg.stride, canvas_size)
-        out = (lrl or self.lrl)(canvas, valid)
+        blobs = None
+        if self.cfg.blob_gain:
+            blobs = torch.zeros_like(valid)
+            for i, img in enumerate(images):
+                h, w = img.shape[-2:]
+                blobs[i, :, :h, :w] = blob_prior(img, self.cfg, None if zones is None else zones[i])
+        out = (lrl or self.lrl)(canvas, valid, blobs)
         crops = []
         for i, img in enumerate(images):
             h, w = img.shape[-2:]

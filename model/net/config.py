@@ -35,6 +35,17 @@ class ABPNConfig:
     follows the soft mask; the threshold that keeps clean skin bit-exact at inference also
     weakens what the network found (a soft 0.75 blends only 0.5 of the retouch). Gamma 2 gives
     that 0.75 back while the mask still rises from exactly zero, with no step at its edge."""
+    blob_gain: float = 0.0
+    """Weight of the red-blob prior (`model.net.blob_prior`) added to the mask logits at
+    inference; 0 turns it off. Training leaves it off: the prior adds evidence of real lesions
+    that the painted training defects do not carry."""
+    blob_radius: float = 8.0
+    """Line radius of the prior's top-hat, in LRL pixels at the full working size: blobs up to
+    about this radius count."""
+    blob_floor: float = 1.0
+    """Top-hat of CIE a* - b* below which the prior is 0."""
+    blob_span: float = 2.0
+    """How far above `blob_floor` the top-hat reaches a prior of 1."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""

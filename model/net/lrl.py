@@ -117,9 +117,12 @@ class LocalRetouchingLayer(nn.Module):
         nn.init.zeros_(self.ret_head.bias)
         self.register_buffer("kernel", gaussian_kernel(cfg.prior_sigma), persistent=False)
 
-    def forward(self, image: torch.Tensor, valid: torch.Tensor) -> LRLOutput:
+    def forward(
+        self, image: torch.Tensor, valid: torch.Tensor, blobs: torch.Tensor | None = None
+    ) -> LRLOutput:
         """Retouch a padded batch `image` (B, 3, h, w) in [0, 1]; `valid` (B, 1, h, w) is 1 on
-        real pixels. h and w must be multiples of the config's stride."""
+        real pixels. h and w must be multiples of the config's stride. `blobs` (B, 1, h, w),
+        the red-blob prior, is added to the mask logits with weight `cfg.blob_gain`."""
         cfg = self.cfg
         kernel = self.kernel
         coarse = 4
@@ -137,7 +140,8 @@ class LocalRetouchingLayer(nn.Module):
             v = valids[level]
             y = block(torch.cat([_up(y), skips[level]], dim=1)) * v
         logits = self.mask_head(y).float()
-        soft = torch.sigmoid(logits)
+        evidence = logits if blobs is None else logits + cfg.blob_gain * blobs.float()
+        soft = torch.sigmoid(evidence)
         t = cfg.mask_threshold
         mask = F.relu(soft - t) / (1.0 - t)
         if cfg.mask_gamma != 1.0:

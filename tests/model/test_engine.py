@@ -106,8 +106,10 @@ def test_batched_mixed_sizes_equal_one_at_a_time(engine: RetouchEngine) -> None:
         assert np.abs(alone.mask.astype(int) - got.mask).max() <= 1
 
 
-def test_lrl_batch_equals_single_on_raw_tensors() -> None:
-    model = _model(lrl_size=64)
+@pytest.mark.parametrize("blob_gain", [0.0, 10.0], ids=["plain", "red-blob prior"])
+def test_lrl_batch_equals_single_on_raw_tensors(blob_gain: float) -> None:
+    # With the prior, each crop's is measured on that crop alone: batching cannot change it.
+    model = _model(lrl_size=64, blob_gain=blob_gain)
     torch.manual_seed(3)
     lows = [torch.rand(3, 40, 64), torch.rand(3, 64, 23), torch.rand(3, 64, 64)]
     with torch.inference_mode():
