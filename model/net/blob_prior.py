@@ -63,14 +63,6 @@ def _lab_f(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t > 0.008856, t.clamp_min(1e-6) ** (1.0 / 3.0), 7.787 * t + 16.0 / 116.0)
 
 
-def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """`x` moved so that out[y, x] = x[y + dy, x + dx], -inf where that falls outside."""
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (max(-dx, 0), max(dx, 0), max(-dy, 0), max(dy, 0)), value=float("-inf"))
-    y0, x0 = max(dy, 0), max(dx, 0)
-    return padded[..., y0 : y0 + h, x0 : x0 + w]
-
-
 def _line_max(x: torch.Tensor, radius: int, direction: tuple[int, int]) -> torch.Tensor:
     """Max over the part inside the crop of a line of 2 radius + 1 points through each pixel,
     `direction` (dy, dx) apart.
@@ -88,12 +80,25 @@ def _line_max(x: torch.Tensor, radius: int, direction: tuple[int, int]) -> torch
     out = F.pad(x, (px, px, py, py), value=float("-inf"))
     n = 1
     while 2 * n <= length:
-        out = torch.maximum(out, _shifted(out, n * dy, n * dx))
+        out = _widen(out, n * dy, n * dx)
         n *= 2
     if n < length:
-        out = torch.maximum(out, _shifted(out, (length - n) * dy, (length - n) * dx))
+        out = _widen(out, (length - n) * dy, (length - n) * dx)
     y0, x0 = py - radius * dy, px - radius * dx
     return out[..., y0 : y0 + h, x0 : x0 + w]
+
+
+def _widen(x: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
+    """out[q] = max(x[q], x[q + (sy, sx)]), and x[q] where q + (sy, sx) falls outside."""
+    h, w = x.shape[-2:]
+    out = x.clone()
+    y0, y1, x0, x1 = max(0, -sy), h - max(0, sy), max(0, -sx), w - max(0, sx)
+    torch.maximum(
+        x[..., y0:y1, x0:x1],
+        x[..., y0 + sy : y1 + sy, x0 + sx : x1 + sx],
+        out=out[..., y0:y1, x0:x1],
+    )
+    return out
 
 
 def _opening(x: torch.Tensor, radius: int, direction: tuple[int, int]) -> torch.Tensor:
