@@ -299,11 +299,11 @@ class RetouchEngine:
         return results
 
     def _blob_zone(self, job: _RegionJob) -> torch.Tensor:
-        """Where the region's red-blob prior may act, at the LRL's working size: (1, h, w) of
-        0 or 1 (`model.faces.blob_zone`)."""
+        """The face's area and where the region's red-blob prior may act, at the LRL's working
+        size: (2, h, w) of 0 or 1 (`model.faces.blob_zone`)."""
         size = job.sizes[0]
         zone = blob_zone(_resize_u8(job.region.skin, size), blob_radius(self.cfg, size))
-        return torch.from_numpy(zone).to(self.device)[None].float()
+        return torch.from_numpy(zone).to(self.device).float()
 
     def _low_res(
         self, group: list[torch.Tensor], zones: list[torch.Tensor] | None

@@ -507,22 +507,22 @@ def _dilated_hull(out: np.ndarray, pts: np.ndarray, r: float) -> None:
 
 
 def blob_zone(skin: np.ndarray, radius: int) -> np.ndarray:
-    """(H, W) bool: where the red-blob prior (`model.net.blob_prior`) may find lesions on a
-    region's skin mask `skin`: skin at least `radius` pixels (the prior's blob radius) in from
-    the face's outline.
+    """(2, H, W) bool, for the red-blob prior (`model.net.blob_prior`) on a region's skin mask
+    `skin`: the face's area, and where the prior may find lesions.
 
-    The outline is the edge of the skin's area with its holes (eyes, brows, mouth, nostrils)
-    filled: lesions crowd around those, and the gate keeps the change off them. At the outline a
-    blob is where skin meets what is not skin (an earlobe against a wall, a jaw against a red
-    collar), and the LRB's fill would draw from past it: seen, a grey earlobe filled from the
-    wall behind."""
+    The area is the skin's with its holes (eyes, brows, mouth, nostrils) filled, so that those
+    are not its edge: lesions crowd around them, and the gate keeps the change off them. The
+    prior's top-hat looks only inside it: at the outline a pink earlobe against a grey wall
+    stands out from the wall, not from the face. The prior acts on skin at least half its blob
+    `radius` in from the outline: with no margin, the LRB's fill of a blob at the very edge
+    draws from past it (seen: an earlobe turned grey, filled from the wall behind)."""
     outside = np.pad((skin == 0).astype(np.uint8), 1, constant_values=1)
     cv2.floodFill(outside, None, (0, 0), 2)
     area = (outside[1:-1, 1:-1] != 2).astype(np.uint8)
     # The crop's border is no outline: its edge is replicated, not eroded.
-    k = 2 * radius + 1
-    area = cv2.erode(area, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    return (area > 0) & (skin > 0)
+    k = 2 * ((radius + 1) // 2) + 1
+    inner = cv2.erode(area, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return np.stack([area > 0, (inner > 0) & (skin > 0)])
 
 
 def protected_parts(shape: tuple[int, int], pts: np.ndarray, size: float) -> np.ndarray:

@@ -103,8 +103,8 @@ class ABPN(nn.Module):
         `canvas_size` pads to that canvas instead of the smallest one, and `lrl` replaces this
         network's LRL with a compiled copy of it (`model.compiled_lrl`). With a `blob_gain`,
         each image's red-blob prior is measured on that image alone, so batching cannot change
-        it, and kept to its zone (1, h, w) of 0 or 1 when `zones` gives one per image
-        (`model.faces.blob_zone`)."""
+        it, and kept to its face's area and zone, (2, h, w) of 0 or 1, when `zones` gives one
+        per image (`model.faces.blob_zone`)."""
         canvas, valid = pad_to_canvas(images, self.cfg.stride, canvas_size)
         blobs = None
         if self.cfg.blob_gain:

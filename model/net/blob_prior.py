@@ -23,6 +23,9 @@ strand of hair, a frame's rim) survives the opening along itself and does not; a
 than the line is not a blob either. Radii are in the LRL's pixels at the full working size and
 shrink with smaller crops, so they follow the face: on a face a few dozen pixels wide no lesion
 is resolvable and the prior is off.
+
+The top-hat looks only inside the face's area, so a blob counts against the face around it, not
+against the wall behind an earlobe.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ _DIRECTIONS = (
 MIN_RADIUS = 2
 # Gaussian smoothing (LRL pixels) before the top-hat, so JPEG chroma noise makes no blobs.
 SMOOTH_SIGMA = 1.0
+# What the top-hat sees beyond the face's area (a* - b* stays within +-200 on sRGB).
+_OUTSIDE = 1e4
 
 
 def cie_ab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,12 +111,20 @@ def _opening(x: torch.Tensor, radius: int, direction: tuple[int, int]) -> torch.
     return _line_max(eroded, radius, direction)
 
 
-def red_blob_prior(image: torch.Tensor, radius: int, floor: float, span: float) -> torch.Tensor:
+def red_blob_prior(
+    image: torch.Tensor,
+    radius: int,
+    floor: float,
+    span: float,
+    area: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Where `image` (1, 3, h, w) in [0, 1] has a blob pinker (CIE a* - b*) than its
     surroundings, in [0, 1].
 
     0 up to `floor` units of top-hat, rising to 1 at `floor + span`; all zero when `radius` is
-    under `MIN_RADIUS`."""
+    under `MIN_RADIUS`. With `area` (1, 1, h, w) of 0 or 1, the face's area, a blob counts
+    only against what is around it inside that area: a pink earlobe against a grey wall is a
+    blob of the photo, not of the face, and a spot near the jaw still is one."""
     if radius < MIN_RADIUS:
         return image.new_zeros((image.shape[0], 1, *image.shape[-2:]))
     a, b = cie_ab(image)
@@ -119,6 +132,10 @@ def red_blob_prior(image: torch.Tensor, radius: int, floor: float, span: float) 
     # crop into a stub, which the openings take for a blob.
     k = gaussian_kernel(SMOOTH_SIGMA).to(a.device)
     pink = blur(a - b, k) / blur(torch.ones_like(a), k)
+    if area is not None:
+        # Beyond the face, pinker than anything: no line reaching there lowers an opening, so
+        # only the face's own pixels decide. Finite, so that the top-hat there is 0, not NaN.
+        pink = torch.where(area > 0, pink, torch.full_like(pink, _OUTSIDE))
     # Steps longer than a pixel take fewer points, so every line spans about 2 radius + 1 px.
     opened = torch.stack(
         [_opening(pink, max(1, round(radius / math.hypot(*d))), d) for d in _DIRECTIONS]
@@ -135,8 +152,11 @@ def blob_radius(cfg: ABPNConfig, size: tuple[int, int]) -> int:
 def blob_prior(
     image: torch.Tensor, cfg: ABPNConfig, zone: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The prior of one working-size crop (3, h, w), as (1, h, w), with `cfg`'s settings, kept
-    to `zone` (1, h, w) of 0 or 1 when given (`model.faces.blob_zone`)."""
+    """The prior of one working-size crop (3, h, w), as (1, h, w), with `cfg`'s settings.
+
+    `zone` (2, h, w) of 0 or 1, from `model.faces.blob_zone`, gives the face's area (the
+    top-hat looks only inside it) and where the prior may act."""
     radius = blob_radius(cfg, (image.shape[-2], image.shape[-1]))
-    prior = red_blob_prior(image[None], radius, cfg.blob_floor, cfg.blob_span)[0]
-    return prior if zone is None else prior * zone.to(prior)
+    area = None if zone is None else zone[None, 0:1].to(image.device)
+    prior = red_blob_prior(image[None], radius, cfg.blob_floor, cfg.blob_span, area)[0]
+    return prior if zone is None else prior * zone[1:2].to(prior)

@@ -118,32 +118,51 @@ def test_the_radius_follows_the_crop_and_small_faces_get_no_prior() -> None:
 def test_the_prior_keeps_to_its_zone() -> None:
     cfg = ABPNConfig(lrl_size=96, blob_gain=10.0, blob_radius=8.0)
     image = _paint(_skin(), _disc(96, 96, 48, 30, 3) | _disc(96, 96, 48, 70, 3))
-    zone = torch.ones(1, 96, 96)
-    zone[:, :, 55:] = 0.0
+    zone = torch.ones(2, 96, 96)
+    zone[1, :, 55:] = 0.0
     prior = blob_prior(image[0], cfg, zone)[0]
     assert prior[48, 30] == 1.0 and prior[48, 70] == 0.0
     assert blob_prior(image[0], cfg)[0][48, 70] == 1.0
 
 
+def test_a_blob_at_the_faces_edge_is_judged_against_the_face_alone() -> None:
+    # The face's area is x < 60; past it a grey wall. A pink blob reaching the edge (an
+    # earlobe against the wall) is pinker than the wall, but not than any line of the face's
+    # own pixels through it; the same blob with skin all round it is a lesion near the jaw.
+    h = w = 96
+    xs = torch.arange(w).view(1, w).expand(h, w)
+    wall = (xs >= 60).view(1, 1, h, w)
+    area = (~wall).float()
+    at_edge = _paint(_paint(_skin(), wall, (0.5, 0.5, 0.5)), _disc(h, w, 48, 57, 4))
+    inside = _paint(_paint(_skin(), wall, (0.5, 0.5, 0.5)), _disc(h, w, 48, 47, 3))
+    assert red_blob_prior(at_edge, 8, 1.0, 2.0)[0, 0, 48, 57] == 1.0
+    assert red_blob_prior(at_edge, 8, 1.0, 2.0, area).max() == 0.0
+    assert red_blob_prior(inside, 8, 1.0, 2.0, area)[0, 0, 48, 47] == 1.0
+
+
 def test_the_zone_keeps_off_the_outline_but_not_off_the_eyes_and_mouth() -> None:
     photo = grace_hopper()
     (region,) = RetouchEngine(load_model().model).parse(photo).regions
-    zone = blob_zone(region.skin, 8)
-    assert zone.dtype == bool and zone.shape == region.skin.shape
+    area, zone = blob_zone(region.skin, 8)
+    assert zone.dtype == bool and zone.shape == area.shape == region.skin.shape
     assert not zone[region.skin == 0].any()  # only ever on skin
     landmarks = np.round(region.faces[0].landmarks - (region.box.x0, region.box.y0)).astype(int)
     skin = region.skin > 0
-    # The skin 5 px below each eye's lower lid, beside a hole in the mask: in.
-    for lid in (145, 374):
+    # The eyes are holes in the skin but inside the face's area; the skin 5 px below each
+    # eye's lower lid, beside the hole, is in the zone.
+    for lid, pupil in ((145, 468), (374, 473)):
+        x, y = landmarks[pupil]
+        assert area[y, x] and not skin[y, x]
         x, y = landmarks[lid]
         below = next(y + d for d in range(3, 30) if skin[y + d, x])
         assert zone[below + 5, x]
-    # Skin within 8 px of the face's outline (where the skin meets the background): out.
-    edge = skin & ~blob_zone(region.skin, 0)
-    assert not edge.any()
+    # Skin within half the radius (4 px) of the face's outline (where the skin meets the
+    # background): out.
+    assert not (skin & ~blob_zone(region.skin, 0)[1]).any()
     ys, xs = np.nonzero(skin)
     row = int(np.median(ys))
     left = int(xs[ys == row].min())
+    assert area[row, left] and not area[row, left - 1]
     assert skin[row, left + 3] and not zone[row, left + 3]
 
 

@@ -108,14 +108,16 @@ def test_batched_mixed_sizes_equal_one_at_a_time(engine: RetouchEngine) -> None:
 
 @pytest.mark.parametrize("blob_gain", [0.0, 10.0], ids=["plain", "red-blob prior"])
 def test_lrl_batch_equals_single_on_raw_tensors(blob_gain: float) -> None:
-    # With the prior, each crop's is measured on that crop alone: batching cannot change it.
+    # With the prior, each crop's is measured on that crop alone, inside its own face's area
+    # and zone: batching cannot change it.
     model = _model(lrl_size=64, blob_gain=blob_gain)
     torch.manual_seed(3)
     lows = [torch.rand(3, 40, 64), torch.rand(3, 64, 23), torch.rand(3, 64, 64)]
+    zones = [(torch.rand(2, *low.shape[-2:]) > 0.2).float() for low in lows]
     with torch.inference_mode():
-        batched = model.low_res(lows)
-        for low, got in zip(lows, batched, strict=True):
-            (alone,) = model.low_res([low])
+        batched = model.low_res(lows, zones=zones)
+        for low, zone, got in zip(lows, zones, batched, strict=True):
+            (alone,) = model.low_res([low], zones=[zone])
             torch.testing.assert_close(got.result, alone.result, atol=1e-5, rtol=0)
             torch.testing.assert_close(got.mask, alone.mask, atol=1e-5, rtol=0)
 
