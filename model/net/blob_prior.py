@@ -25,7 +25,9 @@ shrink with smaller crops, so they follow the face: on a face a few dozen pixels
 is resolvable and the prior is off.
 
 The top-hat looks only inside the face's area, so a blob counts against the face around it, not
-against the wall behind an earlobe.
+against the wall behind an earlobe. A pink blob far darker than the skin around it is a
+shadowed notch (in front of the ear, in its concha), not a lesion, and the prior lets it be:
+filled, it turned into a bright speck.
 """
 
 from __future__ import annotations
@@ -51,17 +53,19 @@ MIN_RADIUS = 2
 SMOOTH_SIGMA = 1.0
 # What the top-hat sees beyond the face's area (a* - b* stays within +-200 on sRGB).
 _OUTSIDE = 1e4
+# L* units over which a blob darker than `blob_shade` below its surroundings fades out.
+SHADE_SPAN = 5.0
 
 
-def cie_ab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIE a* and b* (D65) of sRGB values in [0, 1], (B, 3, h, w) -> two (B, 1, h, w)."""
+def cie_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CIE L*, a* and b* (D65) of sRGB values in [0, 1], (B, 3, h, w) -> three (B, 1, h, w)."""
     x = rgb.float().clamp(0.0, 1.0)
     lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     r, g, b = lin[:, 0:1], lin[:, 1:2], lin[:, 2:3]
     fx = _lab_f((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047)
     fy = _lab_f(0.2126 * r + 0.7152 * g + 0.0722 * b)
     fz = _lab_f((0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)
-    return 500.0 * (fx - fy), 200.0 * (fy - fz)
+    return 116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
@@ -117,6 +121,7 @@ def red_blob_prior(
     floor: float,
     span: float,
     area: torch.Tensor | None = None,
+    shade: float = 0.0,
 ) -> torch.Tensor:
     """Where `image` (1, 3, h, w) in [0, 1] has a blob pinker (CIE a* - b*) than its
     surroundings, in [0, 1].
@@ -124,14 +129,17 @@ def red_blob_prior(
     0 up to `floor` units of top-hat, rising to 1 at `floor + span`; all zero when `radius` is
     under `MIN_RADIUS`. With `area` (1, 1, h, w) of 0 or 1, the face's area, a blob counts
     only against what is around it inside that area: a pink earlobe against a grey wall is a
-    blob of the photo, not of the face, and a spot near the jaw still is one."""
+    blob of the photo, not of the face, and a spot near the jaw still is one. With `shade`, a
+    blob more than `shade` L* units darker than the skin around it fades out over the next
+    `SHADE_SPAN`: a shadowed notch, not a lesion."""
     if radius < MIN_RADIUS:
         return image.new_zeros((image.shape[0], 1, *image.shape[-2:]))
-    a, b = cie_ab(image)
+    lightness, a, b = cie_lab(image)
     # Smoothed over the crop only: a replicated border would turn a strand that leaves the
     # crop into a stub, which the openings take for a blob.
     k = gaussian_kernel(SMOOTH_SIGMA).to(a.device)
-    pink = blur(a - b, k) / blur(torch.ones_like(a), k)
+    ones = blur(torch.ones_like(a), k)
+    pink = blur(a - b, k) / ones
     if area is not None:
         # Beyond the face, pinker than anything: no line reaching there lowers an opening, so
         # only the face's own pixels decide. Finite, so that the top-hat there is 0, not NaN.
@@ -140,7 +148,26 @@ def red_blob_prior(
     opened = torch.stack(
         [_opening(pink, max(1, round(radius / math.hypot(*d))), d) for d in _DIRECTIONS]
     ).amax(0)
-    return ((pink - opened - floor) / span).clamp(0.0, 1.0)
+    prior = ((pink - opened - floor) / span).clamp(0.0, 1.0)
+    if shade > 0.0:
+        depth = _depth(blur(lightness, k) / ones, radius, area)
+        # A dark blob's rim, half mixed with the skin around, is less deep than its middle but
+        # the same notch: the veto spreads 2 px.
+        veto = F.max_pool2d(((depth - shade) / SHADE_SPAN).clamp(0.0, 1.0), 5, 1, 2)
+        prior = prior * (1.0 - veto)
+    return prior
+
+
+def _depth(lightness: torch.Tensor, radius: int, area: torch.Tensor | None) -> torch.Tensor:
+    """How much darker (L*) each pixel is than the face's skin around it: a Gaussian average
+    of half the blob radius, over the face's area only, taken at half resolution (a smooth
+    average loses nothing there, and costs a sixth)."""
+    weight = torch.ones_like(lightness) if area is None else (area > 0).to(lightness)
+    k = gaussian_kernel(radius / 4).to(lightness.device)
+    num = blur(F.avg_pool2d(lightness * weight, 2, ceil_mode=True), k)
+    den = blur(F.avg_pool2d(weight, 2, ceil_mode=True), k).clamp_min(1e-6)
+    around = F.interpolate(num / den, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return around[..., : lightness.shape[-2], : lightness.shape[-1]] - lightness
 
 
 def blob_radius(cfg: ABPNConfig, size: tuple[int, int]) -> int:
@@ -158,5 +185,7 @@ def blob_prior(
     top-hat looks only inside it) and where the prior may act."""
     radius = blob_radius(cfg, (image.shape[-2], image.shape[-1]))
     area = None if zone is None else zone[None, 0:1].to(image.device)
-    prior = red_blob_prior(image[None], radius, cfg.blob_floor, cfg.blob_span, area)[0]
+    prior = red_blob_prior(
+        image[None], radius, cfg.blob_floor, cfg.blob_span, area, cfg.blob_shade
+    )[0]
     return prior if zone is None else prior * zone[1:2].to(prior)

@@ -46,6 +46,10 @@ class ABPNConfig:
     """Top-hat of CIE a* - b* below which the prior is 0."""
     blob_span: float = 2.0
     """How far above `blob_floor` the top-hat reaches a prior of 1."""
+    blob_shade: float = 0.0
+    """How many L* units darker than the skin around it a blob may be before the prior fades
+    (over `model.net.blob_prior.SHADE_SPAN` more): deeper is a shadowed notch, not a lesion.
+    0 keeps every blob."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""
