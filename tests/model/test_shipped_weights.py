@@ -69,7 +69,7 @@ def test_shipped_weights_remove_defects_painted_on_a_real_face() -> None:
     # holds defects the network was never trained on. On the same defects the new gate does as
     # well or better (docs/model.md). Version 1, on the whole photo, gained 0.65 dB on one draw.
     # 2.1.0 gains 2.59 dB, 2.2.0 2.28 (its red-blob prior in an a* form, 1.72, failed this by
-    # erasing stretches of the glasses' rim: docs/model.md, "Fourth pass"), 2.3.0 2.28 (the
+    # erasing stretches of the glasses' rim: docs/model.md, "Fourth pass"), 2.3.0 2.59 (the
     # prior grown by a pixel, 1.83, failed this by joining dots along under-eye wrinkles:
     # "Fifth pass").
     assert gain_db > 2.0, f"only {gain_db:.2f} dB better than identity inside the defects"
