@@ -161,7 +161,7 @@ def red_blob_prior(
 def _depth(lightness: torch.Tensor, radius: int, area: torch.Tensor | None) -> torch.Tensor:
     """How much darker (L*) each pixel is than the face's skin around it: a Gaussian average
     of half the blob radius, over the face's area only, taken at half resolution (a smooth
-    average loses nothing there, and costs a sixth)."""
+    average loses nothing there, at a fraction of the cost)."""
     weight = torch.ones_like(lightness) if area is None else (area > 0).to(lightness)
     k = gaussian_kernel(radius / 4).to(lightness.device)
     num = blur(F.avg_pool2d(lightness * weight, 2, ceil_mode=True), k)
