@@ -28,6 +28,11 @@ The top-hat looks only inside the face's area, so a blob counts against the face
 against the wall behind an earlobe. A pink blob far darker than the skin around it is a
 shadowed notch (in front of the ear, in its concha), not a lesion, and the prior lets it be:
 filled, it turned into a bright speck.
+
+Last, the prior is softened by a small Gaussian. The top-hat of a blob is a plateau with steep
+sides (a thin pink streak gives a rectangle), and a fill that stops at such an edge leaves a
+pale patch with straight sides or a bright speck; softened, the blend fades in as the network's
+own mask does.
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ def red_blob_prior(
     span: float,
     area: torch.Tensor | None = None,
     shade: float = 0.0,
+    soften: float = 0.0,
 ) -> torch.Tensor:
     """Where `image` (1, 3, h, w) in [0, 1] has a blob pinker (CIE a* - b*) than its
     surroundings, in [0, 1].
@@ -131,7 +137,8 @@ def red_blob_prior(
     only against what is around it inside that area: a pink earlobe against a grey wall is a
     blob of the photo, not of the face, and a spot near the jaw still is one. With `shade`, a
     blob more than `shade` L* units darker than the skin around it fades out over the next
-    `SHADE_SPAN`: a shadowed notch, not a lesion."""
+    `SHADE_SPAN`: a shadowed notch, not a lesion. With `soften`, the result is blurred by a
+    Gaussian of that sigma (over the crop only), so its edges fade in."""
     if radius < MIN_RADIUS:
         return image.new_zeros((image.shape[0], 1, *image.shape[-2:]))
     lightness, a, b = cie_lab(image)
@@ -155,6 +162,9 @@ def red_blob_prior(
         # the same notch: the veto spreads 2 px.
         veto = F.max_pool2d(((depth - shade) / SHADE_SPAN).clamp(0.0, 1.0), 5, 1, 2)
         prior = prior * (1.0 - veto)
+    if soften > 0.0:
+        ks = gaussian_kernel(soften).to(prior.device)
+        prior = blur(prior, ks) / blur(torch.ones_like(prior), ks)
     return prior
 
 
@@ -183,9 +193,12 @@ def blob_prior(
 
     `zone` (2, h, w) of 0 or 1, from `model.faces.blob_zone`, gives the face's area (the
     top-hat looks only inside it) and where the prior may act."""
-    radius = blob_radius(cfg, (image.shape[-2], image.shape[-1]))
+    size = (image.shape[-2], image.shape[-1])
+    radius = blob_radius(cfg, size)
     area = None if zone is None else zone[None, 0:1].to(image.device)
+    # The softening follows the crop's scale, as the radius does.
+    soften = cfg.blob_blur * max(size) / cfg.lrl_size
     prior = red_blob_prior(
-        image[None], radius, cfg.blob_floor, cfg.blob_span, area, cfg.blob_shade
+        image[None], radius, cfg.blob_floor, cfg.blob_span, area, cfg.blob_shade, soften
     )[0]
     return prior if zone is None else prior * zone[1:2].to(prior)

@@ -50,6 +50,10 @@ class ABPNConfig:
     """How many L* units darker than the skin around it a blob may be before the prior fades
     (over `model.net.blob_prior.SHADE_SPAN` more): deeper is a shadowed notch, not a lesion.
     0 keeps every blob."""
+    blob_blur: float = 0.0
+    """Gaussian sigma (LRL pixels at the full working size) that softens the prior's edges: the
+    top-hat of a blob is a plateau with steep sides, and a fill cut off that sharply leaves a
+    pale patch with straight edges. 0 keeps the plateau."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""

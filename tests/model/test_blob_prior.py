@@ -116,6 +116,26 @@ def test_a_shadowed_notch_is_let_be_and_a_papule_is_not() -> None:
     assert red_blob_prior(papule, 8, 1.0, 2.0, shade=7.0)[0, 0, 48, 48] > 0.9
 
 
+def test_softening_fades_the_edges_of_a_streak_and_reaches_no_further_than_3_sigma() -> None:
+    # A thin pink streak (3 x 9 px): its top-hat is a plateau with straight sides, and a fill
+    # cut off there left a pale rectangle on a real cheek (docs/model.md, "Sixth pass").
+    streak = torch.zeros(1, 1, 96, 96, dtype=torch.bool)
+    streak[..., 44:53, 47:50] = True
+    image = _paint(_skin(), streak)
+    hard = red_blob_prior(image, 8, 1.0, 2.0)[0, 0]
+    soft = red_blob_prior(image, 8, 1.0, 2.0, soften=1.0)[0, 0]
+
+    def steepest(p: torch.Tensor) -> float:
+        return float(max(p.diff(dim=0).abs().max(), p.diff(dim=1).abs().max()))
+
+    assert steepest(hard) == 1.0
+    assert steepest(soft) < 0.5
+    assert soft[48, 48] > 0.6
+    # Beyond 3 sigma of the plateau the prior stays exactly 0, so clean skin stays untouched.
+    assert soft[:, :40].max() == 0.0 and soft[:38].max() == 0.0
+    assert torch.equal(red_blob_prior(_skin(), 8, 1.0, 2.0, soften=1.0), torch.zeros(1, 1, 96, 96))
+
+
 def test_the_radius_follows_the_crop_and_small_faces_get_no_prior() -> None:
     cfg = ABPNConfig(lrl_size=384, blob_gain=10.0, blob_radius=8.0)
     assert blob_radius(cfg, (384, 300)) == 8
@@ -213,6 +233,7 @@ def test_the_shipped_weights_use_the_prior() -> None:
     cfg = load_model().model.cfg
     assert (cfg.blob_gain, cfg.blob_radius, cfg.blob_floor, cfg.blob_span) == (10.0, 8.0, 1.0, 2.0)
     assert cfg.blob_shade == 7.0  # the fifth pass: no marked lesion lost, the ear notches let be
+    assert cfg.blob_blur == 1.0  # the sixth pass: a fifth fewer edges added, one fewer halved
 
 
 @pytest.mark.parametrize("gain", [0.0, 10.0])
