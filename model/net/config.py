@@ -54,6 +54,10 @@ class ABPNConfig:
     """Gaussian sigma (LRL pixels at the full working size) that softens the prior's edges: the
     top-hat of a blob is a plateau with steep sides, and a fill cut off that sharply leaves a
     pale patch with straight edges. 0 keeps the plateau."""
+    brighten_cap: float | None = None
+    """How far (luma, 0-1) the LRL's retouch may rise above the brighter of its smooth fill and
+    the input: the LRB's correction learned on painted defects, darker than skin, and on a pink
+    blob no darker than its skin it can overshoot into a pale speck. None: no cap."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""

@@ -80,6 +80,24 @@ def _normalized_fill(
     return (num + eps * coarse_num) / (den + eps * coarse_den + 1e-8)
 
 
+# Rec. 601 luma weights: brightness as a viewer sees a pale speck.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def _cap_brightening(
+    generated: torch.Tensor, fill: torch.Tensor, image: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """`generated` lowered evenly in R, G and B wherever its luma rises more than `cap` above
+    the brighter of `fill` and `image`, so the hue it gives stays."""
+    ceiling = torch.maximum(_luma(fill), _luma(image)) + cap
+    return generated - (_luma(generated) - ceiling).clamp_min(0.0)
+
+
 def _down(valid: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(valid, 2)
 
@@ -158,5 +176,7 @@ class LocalRetouchingLayer(nn.Module):
 
         fill = normalized_fill(image, valid * (1.0 - mask), kernel, coarse)
         generated = fill + correction
+        if cfg.brighten_cap is not None:
+            generated = _cap_brightening(generated, fill, image.float(), cfg.brighten_cap)
         result = mask * generated + (1.0 - mask) * image.float()
         return LRLOutput(result=result, mask=mask, mask_logits=logits)

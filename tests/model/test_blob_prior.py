@@ -234,6 +234,34 @@ def test_the_shipped_weights_use_the_prior() -> None:
     assert (cfg.blob_gain, cfg.blob_radius, cfg.blob_floor, cfg.blob_span) == (10.0, 8.0, 1.0, 2.0)
     assert cfg.blob_shade == 7.0  # the fifth pass: no marked lesion lost, the ear notches let be
     assert cfg.blob_blur == 1.0  # the sixth pass: a fifth fewer edges added, one fewer halved
+    assert cfg.brighten_cap == 0.02  # version 2.5: a third fewer edges, the pale specks halved
+
+
+def test_the_retouch_may_not_rise_more_than_the_cap_above_its_fill_and_the_photo() -> None:
+    # A flat patch, so the fill equals the photo; the correction pushes +0.3 in every channel
+    # where the prior fires, as the LRB's correction overshoots into a pale speck.
+    image = torch.tensor(SKIN).view(1, 3, 1, 1).expand(1, 3, 64, 64).clone()
+    valid = torch.ones((1, 1, 64, 64))
+    blobs = torch.zeros((1, 1, 64, 64))
+    blobs[..., 20:30, 20:30] = 1.0
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    results = {}
+    for cap in (None, 0.02):
+        model = _lrl_model(10.0)
+        model.cfg = dataclasses.replace(model.cfg, brighten_cap=cap)
+        model.lrl.cfg = model.cfg
+        with torch.no_grad():
+            model.lrl.ret_head.bias.fill_(0.3)
+            results[cap] = model.lrl(image, valid, blobs).result
+    rise = {cap: ((r - image) * luma).sum(1)[0, 25, 25].item() for cap, r in results.items()}
+    assert rise[None] > 0.25
+    # The mask there is 0.996, so the blend keeps a trace of the photo.
+    assert 0.019 < rise[0.02] <= 0.02 + 1e-6
+    # The hue the correction gives is kept: R, G and B are lowered alike.
+    shift = (results[None] - results[0.02])[0, :, 25, 25]
+    assert torch.allclose(shift, shift[0].expand(3), atol=1e-6)
+    # Outside the mask nothing moves either way.
+    assert torch.equal(results[0.02][..., 45:, 45:], image[..., 45:, 45:])
 
 
 @pytest.mark.parametrize("gain", [0.0, 10.0])
