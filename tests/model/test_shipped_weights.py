@@ -71,5 +71,6 @@ def test_shipped_weights_remove_defects_painted_on_a_real_face() -> None:
     # 2.1.0 gains 2.59 dB, 2.2.0 2.28 (its red-blob prior in an a* form, 1.72, failed this by
     # erasing stretches of the glasses' rim: docs/model.md, "Fourth pass"), 2.3.0 2.59 (the
     # prior grown by a pixel, 1.83, failed this by joining dots along under-eye wrinkles:
-    # "Fifth pass").
+    # "Fifth pass"), 2.4.0 2.57, 2.5.0 2.46 (its cap keeps the LRB from brightening past the
+    # skin around: "Version 2.5").
     assert gain_db > 2.0, f"only {gain_db:.2f} dB better than identity inside the defects"
