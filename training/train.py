@@ -39,7 +39,7 @@ from model.weights import (
     sidecar_paths,
 )
 from training.data.dataset import TrainSampler
-from training.losses import gradient_l1, mask_loss, split_l1
+from training.losses import gradient_l1, mask_anchor, mask_loss, split_l1
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +73,9 @@ class TrainConfig:
     clean_skin_share: float = 0.08
     """Share of face samples cut from skin and left unpainted (empty target): the negatives
     that teach the mask not to fire on pores, freckles and moles ("faces" data only)."""
+    anchor_weight: float = 0.0
+    """Weight of `training.losses.mask_anchor`: the mask kept from rising above the
+    `init_weights` network's away from the painted defects. 0 turns it off."""
     inference_mask_threshold: float | None = None
     """Mask threshold written into the exported checkpoint (chosen on a validation set); the
     weights do not depend on it, training uses the model config's."""
@@ -105,8 +108,11 @@ def training_loss(
     target: torch.Tensor,
     mask: torch.Tensor,
     lrl_size: int,
+    teacher: ABPN | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The full objective on one batch; returns the loss and its parts for the progress bar."""
+    """The full objective on one batch; returns the loss and its parts for the progress bar.
+
+    `teacher`, a frozen network, anchors the mask (`cfg.anchor_weight`)."""
     out = model(inp, lrl_size=lrl_size)
     low = out.result_low.shape[-2:]
     target_low = (
@@ -120,6 +126,10 @@ def training_loss(
         parts["full"] = full_all + cfg.inside_weight * full_in
     parts["grad"] = cfg.grad_weight * gradient_l1(out.result, target)
     parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits_low, mask_low, cfg.pos_weight)
+    if teacher is not None:
+        with torch.no_grad():
+            taught = teacher(inp, lrl_size=lrl_size).mask_logits_low
+        parts["anchor"] = cfg.anchor_weight * mask_anchor(out.mask_logits_low, taught, mask_low)
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -175,8 +185,15 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     model = ABPN(ABPNConfig.from_dict(cfg.model))
+    teacher = None
     if cfg.init_weights:
         model.load_state_dict(load_model(REPO_ROOT / cfg.init_weights).model.state_dict())
+    if cfg.anchor_weight:
+        if not cfg.init_weights:
+            raise ValueError("anchor_weight needs init_weights: the network the mask is kept to")
+        teacher = ABPN(model.cfg)
+        teacher.load_state_dict(model.state_dict())
+        teacher.eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     samplers = _samplers(cfg, model.cfg)
     step = 0
@@ -202,7 +219,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         loss, parts = training_loss(
-            model, cfg, batch.input, batch.target, batch.mask, cfg.crop_size
+            model, cfg, batch.input, batch.target, batch.mask, cfg.crop_size, teacher
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,7 +1,10 @@
 """Training runs end to end, and an interrupted run resumed gives the same weights."""
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from model.weights import load_checkpoint
@@ -36,3 +39,16 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert any(not torch.equal(a[k], changed[k]) for k in a), "training changed no weight"
     log = (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
     assert len(log) == 4
+
+
+def test_anchored_run_needs_and_uses_a_starting_network(tmp_path: Path) -> None:
+    start = train(_config(0), tmp_path / "start", resume=False)
+    with pytest.raises(ValueError, match="init_weights"):
+        train(replace(_config(2), anchor_weight=1.0), tmp_path / "no-init", resume=False)
+    anchored = replace(_config(2), anchor_weight=1.0, init_weights=str(start))
+    train(anchored, tmp_path / "anchored", resume=False)
+    log = [
+        json.loads(line) for line in (tmp_path / "anchored" / "log.jsonl").read_text().splitlines()
+    ]
+    assert len(log) == 2
+    assert all("anchor" in entry and entry["anchor"] >= 0.0 for entry in log)
