@@ -46,7 +46,7 @@ def mask_anchor(
     logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
     """How far the mask rises above a frozen teacher's away from the painted defects: the mean
-    of max(0, p - p_teacher) over pixels at least one pixel clear of any target.
+    of max(0, p - p_teacher) over the pixels neither on a target nor next to one.
 
     Fine-tuning on a painter closer to real lesions teaches the mask to fire on fainter spots,
     and alone it then fires on clean skin too (2-5 times as much, docs/model.md). Anchored, it
