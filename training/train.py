@@ -127,8 +127,10 @@ def training_loss(
     parts["grad"] = cfg.grad_weight * gradient_l1(out.result, target)
     parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits_low, mask_low, cfg.pos_weight)
     if teacher is not None:
+        # The mask is the LRL's alone: the teacher needs neither its pyramid nor its own
+        # downsampling of the batch.
         with torch.no_grad():
-            taught = teacher(inp, lrl_size=lrl_size).mask_logits_low
+            taught = torch.cat([o.mask_logits for o in teacher.low_res(list(out.image_low))])
         parts["anchor"] = cfg.anchor_weight * mask_anchor(out.mask_logits_low, taught, mask_low)
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -176,7 +176,8 @@ class LocalRetouchingLayer(nn.Module):
 
         fill = normalized_fill(image, valid * (1.0 - mask), kernel, coarse)
         generated = fill + correction
+        photo = image.float()
         if cfg.brighten_cap is not None:
-            generated = _cap_brightening(generated, fill, image.float(), cfg.brighten_cap)
-        result = mask * generated + (1.0 - mask) * image.float()
+            generated = _cap_brightening(generated, fill, photo, cfg.brighten_cap)
+        result = mask * generated + (1.0 - mask) * photo
         return LRLOutput(result=result, mask=mask, mask_logits=logits)
