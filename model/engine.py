@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from model.compiled_lrl import CompiledLRL
@@ -354,8 +355,7 @@ class RetouchEngine:
                 offset, mask = pyramid(job.offset, job.low_mask, sizes[: base + 1], image_at)
         for region in tiles(sizes[top], tile) if base < top else [Region.whole(sizes[top])]:
             ys, xs = slice(region.y0, region.y1), slice(region.x0, region.x1)
-            tile_skin = job.region.skin[ys, xs]
-            if not tile_skin.any():
+            if not job.region.skin[ys, xs].any():
                 continue
             rendered = None
             if offset is not None:
@@ -364,10 +364,20 @@ class RetouchEngine:
             if rendered is None and whitening == 0.0:
                 continue
             t1 = time.perf_counter()
-            result = image_at(top, region)
+            # Without whitening only the box the mask reaches can change; whitening changes
+            # all of the tile's skin, so the box's blend layer is laid into the tile's zeros.
+            area = region
+            if rendered is not None:
+                box, tile_offset, tile_mask = rendered
+                if whitening == 0.0:
+                    area = box
+                else:
+                    tile_offset, tile_mask = (_lay(t, box, region) for t in rendered[1:])
+            ys, xs = slice(area.y0, area.y1), slice(area.x0, area.x1)
+            tile_skin = job.region.skin[ys, xs]
+            result = image_at(top, area)
             gate = skin[:, :, ys, xs].float() / 255.0
             if rendered is not None:
-                tile_offset, tile_mask = rendered
                 if strength > 0.0:
                     result = self.model.blend.abm(result, tile_offset * (gate * strength))
                 if target.mask is not None:
@@ -417,6 +427,13 @@ def _plan(photo: int, image: np.ndarray, region: FaceRegion, lrl_size: int) -> _
     for size in reversed(sizes[:-1]):
         levels.append(_resize_u8(levels[-1], size))
     return _RegionJob(photo, region, crop, sizes, levels[:0:-1])
+
+
+def _lay(x: torch.Tensor, box: Region, region: Region) -> torch.Tensor:
+    """`x`, which covers `box`, laid into zeros covering `region` (which holds `box`)."""
+    return F.pad(
+        x, (box.x0 - region.x0, region.x1 - box.x1, box.y0 - region.y0, region.y1 - box.y1)
+    )
 
 
 def _to_u8(x: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,12 @@ by the refining module's receptive field at every level, computed, and cropped b
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,6 +46,16 @@ class Region:
             max(0, self.x0 - margin),
             min(size[1], self.x1 + margin),
         )
+
+    def intersect(self, other: Region) -> Region | None:
+        """The box both boxes cover, or None when they do not overlap."""
+        box = Region(
+            max(self.y0, other.y0),
+            min(self.y1, other.y1),
+            max(self.x0, other.x0),
+            min(self.x1, other.x1),
+        )
+        return box if box.y0 < box.y1 and box.x0 < box.x1 else None
 
     def within(self, outer: Region) -> tuple[slice, slice]:
         """Slices selecting this box out of a tensor that covers `outer`."""
@@ -85,6 +97,45 @@ def resize_region(
     if dst == (2 * src[0], 2 * src[1]):
         return _double_region(x, covers, src, region)
     return _sample_region(x, covers, src, dst, region)
+
+
+@functools.cache
+def _axis_reads(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and second source tap of every output pixel of a src -> dst resize (both
+    non-decreasing along the axis)."""
+    i0, i1, _ = _axis_taps(0, dst, src, dst)
+    return i0.numpy(), i1.numpy()
+
+
+def _axis_reach(a: int, b: int, src: int, dst: int) -> tuple[int, int]:
+    i0, i1 = _axis_reads(src, dst)
+    return int(np.searchsorted(i1, a, "left")), int(np.searchsorted(i0, b - 1, "right"))
+
+
+def reach(region: Region, src: Size, dst: Size) -> Region | None:
+    """The box of the dst level whose bilinear taps read any pixel of `region` of src: a level
+    that is zero outside `region` resizes to one that is exactly zero outside this box."""
+    if src == dst:
+        return region
+    y0, y1 = _axis_reach(region.y0, region.y1, src[0], dst[0])
+    x0, x1 = _axis_reach(region.x0, region.x1, src[1], dst[1])
+    return Region(y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def support(x: torch.Tensor, covers: Region) -> Region | None:
+    """The smallest box, in the coordinates of the level `covers` is a box of, holding every
+    non-zero pixel of `x` (B, C, h, w), or None when `x` is zero everywhere."""
+    nonzero = x.ne(0).flatten(0, 1).any(0)
+    rows = torch.nonzero(nonzero.any(1)).flatten()
+    if rows.numel() == 0:
+        return None
+    cols = torch.nonzero(nonzero.any(0)).flatten()
+    return Region(
+        covers.y0 + int(rows[0]),
+        covers.y0 + int(rows[-1]) + 1,
+        covers.x0 + int(cols[0]),
+        covers.x0 + int(cols[-1]) + 1,
+    )
 
 
 def _double_region(x: torch.Tensor, covers: Region, src: Size, region: Region) -> torch.Tensor:
@@ -219,18 +270,29 @@ class BlendPyramid(nn.Module):
         sizes: list[Size],
         region: Region,
         image_at: ImageAt,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Compute `region` of the top level from the whole level `base`, growing the box by the
-        refiner's reach at every level above `base`. Returns None when the mask is zero over
-        everything the region depends on: the blend layer is neutral there by construction."""
+    ) -> tuple[Region, torch.Tensor, torch.Tensor] | None:
+        """Compute the part of `region` of the top level that the mask reaches, from the whole
+        level `base`. Returns that box with the offset and mask over it; everywhere else in
+        `region` both are exactly zero (the blend layer is neutral there by construction), and
+        None when that is all of it. The box's work grows by the refiner's reach at every level
+        above `base`, so it gives the same pixels as the whole level would."""
         top = len(sizes) - 1
-        needed: dict[int, Region] = {top: region}
-        for i in range(top, base, -1):
-            grown = needed[i].grow(Refiner.RADIUS, sizes[i])
-            needed[i - 1] = source_span(grown, sizes[i - 1], sizes[i])
+        needed = _dependencies(region, base, sizes)
         ys, xs = needed[base].within(Region.whole(sizes[base]))
-        if not bool(base_mask[:, :, ys, xs].any()):
+        box = support(base_mask[:, :, ys, xs], needed[base])
+        # The offset is zero wherever the mask is (R = I there), and a refined level is
+        # non-zero only where its upsampled mask or offset is: the mask's support, carried up
+        # level by level, bounds everything that can change. A tile often holds one small
+        # spot, and this box is all of it the pyramid then has to compute.
+        for i in range(base + 1, top + 1):
+            if box is None:
+                return None
+            box = reach(box, sizes[i - 1], sizes[i])
+        box = box.intersect(region) if box is not None else None
+        if box is None:
             return None
+        needed = _dependencies(box, base, sizes)
+        ys, xs = needed[base].within(Region.whole(sizes[base]))
         offset, mask = base_offset[:, :, ys, xs], base_mask[:, :, ys, xs]
         for i in range(base + 1, top + 1):
             grown = needed[i].grow(Refiner.RADIUS, sizes[i])
@@ -239,7 +301,18 @@ class BlendPyramid(nn.Module):
             )
             inner = needed[i].within(grown)
             offset, mask = offset[:, :, inner[0], inner[1]], mask[:, :, inner[0], inner[1]]
-        return offset, mask
+        return box, offset, mask
+
+
+def _dependencies(region: Region, base: int, sizes: list[Size]) -> dict[int, Region]:
+    """For `region` of the top level, the box of every level from `base` up that computing it
+    reads, each grown by the refiner's reach at the level above."""
+    top = len(sizes) - 1
+    needed: dict[int, Region] = {top: region}
+    for i in range(top, base, -1):
+        grown = needed[i].grow(Refiner.RADIUS, sizes[i])
+        needed[i - 1] = source_span(grown, sizes[i - 1], sizes[i])
+    return needed
 
 
 def tiles(size: Size, tile: int) -> Iterator[Region]:

@@ -133,6 +133,38 @@ def test_tiled_pyramid_equals_untiled(shape) -> None:
     assert (untiled.image != image).any()
 
 
+def _spotted_skin(h: int, w: int) -> np.ndarray:
+    """Even skin with three red spots: the blob prior gives a sparse mask on them."""
+    rng = np.random.default_rng(1)
+    image = np.array([200.0, 150.0, 130.0]) + rng.normal(0, 4, (h, w, 3))
+    yy, xx = np.mgrid[0:h, 0:w]
+    for cy, cx in [(150, 200), (500, 800), (350, 620)]:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 12**2] = [170, 80, 80]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("whitening", [0.0, 0.8])
+def test_sparse_mask_tiles_equal_untiled(whitening: float) -> None:
+    """Tiles render only the box their mask reaches; with whitening that box is laid into the
+    whole tile. Either way the photo matches the untiled pyramid's."""
+    model = _model(lrl_size=128, blob_gain=40.0, mask_threshold=0.5)
+    with torch.no_grad():
+        model.lrl.mask_head.bias.fill_(-20.0)  # only the prior's spots reach the mask
+    image = _spotted_skin(700, 1100)
+    parse = [FaceParse.whole(image.shape[:2])]
+    untiled, tiled = (
+        RetouchEngine(model, tile_size=size).retouch_batch([image], 1.0, True, whitening, parse)[0]
+        for size in (4096, 100)
+    )
+    assert 0 < (tiled.mask > 0).mean() < 0.05
+    assert np.abs(untiled.image.astype(int) - tiled.image).max() <= 1
+    assert np.abs(untiled.mask.astype(int) - tiled.mask).max() <= 1
+    if whitening == 0.0:
+        assert np.array_equal(tiled.image[tiled.mask == 0], image[tiled.mask == 0])
+    else:
+        assert (tiled.image[tiled.mask == 0] != image[tiled.mask == 0]).any()
+
+
 def test_untouched_pixels_stay_bit_exact_when_the_mask_is_zero() -> None:
     model = _model(lrl_size=64, tile_size=64)
     with torch.no_grad():
