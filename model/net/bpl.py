@@ -6,7 +6,9 @@ Resampling uses the library's bilinear kernels (the half-pixel convention of
 whose edge clamping cannot reach the wanted pixels, and any other ratio one `F.grid_sample`
 pass at the exact source coordinates of the wanted box. Either way a crop of a level resizes to
 the same pixels as the whole level would. That is what makes tiling exact: each tile is grown
-by the refining module's receptive field at every level, computed, and cropped back.
+by the refining module's receptive field at every level, computed, and cropped back. Within a
+tile only the box that the mask's non-zero pixels can reach is computed; the rest is exactly
+zero.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ def reach(region: Region, src: Size, dst: Size) -> Region | None:
 
 
 def support(x: torch.Tensor, covers: Region) -> Region | None:
-    """The smallest box, in the coordinates of the level `covers` is a box of, holding every
-    non-zero pixel of `x` (B, C, h, w), or None when `x` is zero everywhere."""
+    """The smallest box holding every non-zero pixel of `x` (B, C, h, w), which covers box
+    `covers` of its level, in that level's coordinates; None when `x` is zero everywhere."""
     nonzero = x.ne(0).flatten(0, 1).any(0)
     rows = torch.nonzero(nonzero.any(1)).flatten()
     if rows.numel() == 0:
