@@ -73,6 +73,9 @@ class TrainConfig:
     clean_skin_share: float = 0.08
     """Share of face samples cut from skin and left unpainted (empty target): the negatives
     that teach the mask not to fire on pores, freckles and moles ("faces" data only)."""
+    crease_share: float = 0.0
+    """Share of painted defects centred on a crease of the face
+    (`training.data.face_samples.creases`; "faces" data only)."""
     anchor_weight: float = 0.0
     """Weight of `training.losses.mask_anchor`: the mask kept from rising above the
     `init_weights` network's away from the painted defects. 0 turns it off."""
@@ -149,13 +152,18 @@ def _samplers(cfg: TrainConfig, model_cfg: ABPNConfig) -> dict:
         # Pyramid crops are twice as large at the same LRL scale, so their regions are too.
         return {
             "lrl": MixedSampler(
-                cfg.seed, cfg.crop_size, model_cfg.lrl_size, p_clean_skin=cfg.clean_skin_share
+                cfg.seed,
+                cfg.crop_size,
+                model_cfg.lrl_size,
+                p_clean_skin=cfg.clean_skin_share,
+                p_crease=cfg.crease_share,
             ),
             "pyramid": MixedSampler(
                 cfg.seed + 1,
                 2 * cfg.crop_size,
                 2 * model_cfg.lrl_size,
                 p_clean_skin=cfg.clean_skin_share,
+                p_crease=cfg.crease_share,
             ),
         }
     raise ValueError(f"unknown training data {cfg.data!r}: 'synthetic' or 'faces'")

@@ -459,6 +459,8 @@ def paint_blemishes(
     density: float = 1.0,
     kinds: Sequence[str] | None = None,
     min_defects: int = 1,
+    prefer: np.ndarray | None = None,
+    prefer_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paint random defects on the skin of ``clean``; return ``(defective, mask)``.
 
@@ -473,6 +475,9 @@ def paint_blemishes(
             kinds also varies per call, so some images are mostly acne, others mostly freckles.
         kinds: restrict to these kinds (default: all of :data:`DEFECT_KINDS`).
         min_defects: paint at least this many defects when there is skin to paint on.
+        prefer: HxW bool, places some defects should sit on (creases, see
+            ``training.data.face_samples.creases``); each defect is centred on one of them
+            (where there is skin to paint) with probability ``prefer_share``.
 
     Returns:
         ``defective``: float32 HxWx3 in [0, 1]; ``mask``: bool HxW, True exactly where
@@ -493,6 +498,9 @@ def paint_blemishes(
 
     img = clean.copy()
     centres = np.flatnonzero(weights >= 0.75)
+    preferred = (
+        np.flatnonzero((weights >= 0.75) & prefer) if prefer is not None else np.zeros(0, int)
+    )
     if centres.size == 0 or not chosen:
         return img, np.zeros(weights.shape, bool)
 
@@ -520,7 +528,10 @@ def paint_blemishes(
         if kind not in chosen:
             continue
         for _ in range(int(counts[chosen.index(kind)])):
-            flat = int(centres[rng.integers(centres.size)])
+            # The extra draw only when there is somewhere preferred: without it the same
+            # generator state paints exactly what it did before the option existed.
+            pool = preferred if preferred.size and rng.random() < prefer_share else centres
+            flat = int(pool[rng.integers(pool.size)])
             cy, cx = divmod(flat, width)
             jy, jx = rng.uniform(-0.5, 0.5, 2)
             _PAINTERS[kind](canvas, cy + jy, cx + jx)

@@ -12,6 +12,10 @@ face reaches the LRL between its own width (small faces, never upscaled) and abo
    sharp as the photo's);
 3. box-downsamples the pair to the LRL's scale, exactly as the engine does, and rounds it.
 
+With ``p_crease``, that share of the defects is centred on a crease (:func:`creases`): real
+spots sit in the nasolabial fold and the chin's crease too, and the target there is the spot
+alone, so the mask learns to stop at the crease's shadow instead of taking it for the spot's.
+
 Hard negatives and photos without faces have an empty target (input equals target), so the
 network learns to leave eyes, lips, hair, clothes and backgrounds alone even before the skin gate.
 """
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from .blemishes import paint_blemishes
 from .dataset import (
@@ -64,6 +69,21 @@ def _box_down(images: list[np.ndarray], size: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(a) for a in np.split(out, splits, axis=-1)]
 
 
+CREASE_WIDTH = 0.04
+"""Widest dark line (fraction of the face's width) that :func:`creases` finds."""
+CREASE_DEPTH = 0.09
+"""How much darker than its surroundings (luma, 0-1) a crease must be."""
+
+
+def creases(image: np.ndarray, face_width: float) -> np.ndarray:
+    """HxW bool: dark lines and dents of ``image`` (float HxWx3 in [0, 1]) narrower than
+    ``CREASE_WIDTH`` of ``face_width`` pixels, at least ``CREASE_DEPTH`` below the skin
+    around them (a black top-hat of the luma)."""
+    luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    size = max(3, 2 * round(CREASE_WIDTH * face_width / 2) + 1)
+    return ndimage.grey_closing(luma, size=(size, size)) - luma > CREASE_DEPTH
+
+
 def _window_origin(rng: np.random.Generator, centre: int, side: int, extent: int) -> int:
     return int(np.clip(centre - rng.uniform(0.25, 0.75) * side, 0, max(0, extent - side)))
 
@@ -77,6 +97,7 @@ def face_sample(
     p_hard_negative: float = 0.2,
     p_clean: float = 0.08,
     density_range: tuple[float, float] = (0.4, 2.0),
+    p_crease: float = 0.0,
 ) -> Sample:
     """One ``size x size`` sample at LRL scale from a real face region (see the module doc)."""
     areas = np.array([c.skin_area for c in crops], np.float64)
@@ -110,7 +131,16 @@ def face_sample(
     else:
         density = _log_uniform(rng, *density_range)
         scale = crop.face_width * paint_u / FACE_AT_SCALE_ONE
-        painted, _ = paint_blemishes(clean, skin_photo, rng, scale=scale, density=density)
+        prefer = creases(clean, crop.face_width * paint_u) if p_crease > 0 else None
+        painted, _ = paint_blemishes(
+            clean,
+            skin_photo,
+            rng,
+            scale=scale,
+            density=density,
+            prefer=prefer,
+            prefer_share=p_crease,
+        )
     clean, painted = _box_down([clean, painted], size)
     inp, target, mask, weight = _finish(clean, painted, rng, any_flip=False)
     box = (x0, y0, x0 + side_src, y0 + side_src)
@@ -143,8 +173,10 @@ class MixedSampler:
         p_faces: float = 0.65,
         p_negative: float = 0.07,
         p_clean_skin: float = 0.08,
+        p_crease: float = 0.0,
     ) -> None:
         self.crop_size = int(crop_size)
+        self.p_crease = p_crease
         self.lrl_size = int(lrl_size)
         self.p_faces = p_faces
         self.p_negative = p_negative
@@ -162,6 +194,7 @@ class MixedSampler:
                 self.crops,
                 lrl_size=self.lrl_size,
                 p_clean=self.p_clean_skin,
+                p_crease=self.p_crease,
             )
         if roll < self.p_faces + self.p_negative:
             return negative_sample(self.rng, self.crop_size)
