@@ -8,8 +8,12 @@ import pytest
 
 pytest.importorskip("scipy")
 
+from images import grace_hopper
+
+from model.faces import FaceParser
 from training.data.blemishes import paint_blemishes, quantise
-from training.data.face_samples import creases
+from training.data.face_crops import FaceCrop
+from training.data.face_samples import creases, face_sample
 from training.data.sources import skin_texture
 
 
@@ -39,11 +43,28 @@ def test_creases_finds_a_dark_line_and_little_else() -> None:
 
 def test_face_samples_paint_on_creases_when_asked() -> None:
     """The sampler's option reaches the painter: the same seed paints other samples."""
-    from training.data.face_samples import MixedSampler
+    image = grace_hopper()
+    parser = FaceParser()
+    (region,) = parser.parse(image).regions
+    parser.close()
+    b = region.box
+    crops = (
+        FaceCrop(
+            "hopper", image[b.y0 : b.y1, b.x0 : b.x1], region.skin / 255.0, region.faces[0].width
+        ),
+    )
 
-    plain, creased = (MixedSampler(3, 64, 384, p_crease=p) for p in (0.0, 0.5))
-    differ = [not np.array_equal(plain.sample().input, creased.sample().input) for _ in range(12)]
-    assert any(differ)
+    def samples(p_crease: float) -> list[np.ndarray]:
+        rng = np.random.default_rng(4)
+        return [
+            face_sample(
+                rng, 64, crops, lrl_size=384, p_hard_negative=0.0, p_clean=0.0, p_crease=p_crease
+            ).input
+            for _ in range(6)
+        ]
+
+    plain, creased = samples(0.0), samples(1.0)
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, creased, strict=True))
 
 
 def test_prefer_share_one_centres_every_defect_on_the_preferred_place() -> None:
