@@ -14,7 +14,7 @@ face reaches the LRL between its own width (small faces, never upscaled) and abo
 
 With ``p_crease``, that share of the defects is centred on a crease (:func:`creases`): real
 spots sit in the nasolabial fold and the chin's crease too, and the target there is the spot
-alone, so the mask learns to stop at the crease's shadow instead of taking it for the spot's.
+alone, so the mask loss charges a mask that spreads over the crease's shadow.
 
 Hard negatives and photos without faces have an empty target (input equals target), so the
 network learns to leave eyes, lips, hair, clothes and backgrounds alone even before the skin gate.
