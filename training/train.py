@@ -16,6 +16,7 @@ full-resolution losses see the pyramid too.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import random
@@ -201,9 +202,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     if cfg.anchor_weight:
         if not cfg.init_weights:
             raise ValueError("anchor_weight needs init_weights: the network the mask is kept to")
-        teacher = ABPN(model.cfg)
-        teacher.load_state_dict(model.state_dict())
-        teacher.eval().requires_grad_(False)
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     samplers = _samplers(cfg, model.cfg)
     step = 0
