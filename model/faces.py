@@ -65,9 +65,9 @@ are left out by the colour filter, so a narrower margin keeps the acne just abov
 EDGE_SIGMA = 0.006
 """Blur of the skin mask's edge, as a share of the face width."""
 EDGE_ERODE = 1.0
-"""The hard mask is eroded by this many EDGE_SIGMAs before the blur, so the soft mask fades to
-(nearly) zero at the hard edge; a lesion that far inside the edge gets the retouch at half
-strength."""
+"""The hard mask is eroded by this many EDGE_SIGMAs (at least one mask pixel) before the blur,
+so the soft mask fades to about a sixth at the hard edge; a lesion that far inside the edge
+gets the retouch at half strength."""
 NOSTRIL_MARGIN = 0.01
 """Dilation of the nostril band's hull: its landmarks already span the nostrils, and a wider
 margin would cut the nose tip and the alae, where blackheads and papules sit."""
@@ -393,6 +393,19 @@ def _disc(r: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
 
 
+def _eroded(hard: np.ndarray, r: float) -> np.ndarray:
+    """float32 `hard` (0/1) eroded by a radius `r` that need not be whole: the mix of the
+    erosions by the whole radii on either side. A rounded radius would move the skin mask's
+    fade by a whole mask pixel (several photo pixels at 4K) as a face's size crosses a step."""
+    k = int(r)
+    frac = r - k
+    inner = cv2.erode(hard, _disc(k)) if k else hard
+    if frac < 1e-3:
+        return inner.astype(np.float32)
+    deeper = cv2.erode(hard, _disc(k + 1))
+    return (1.0 - frac) * inner.astype(np.float32) + frac * deeper.astype(np.float32)
+
+
 def _segment_mahalanobis(inv: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:
     """Squared Mahalanobis distance of every byte pair (a, b) to the segment from `start` to
     `start + step`: a 256x256 table. a and b are bytes, so looking pixels up in it gives the
@@ -567,8 +580,8 @@ def skin_mask(
     # wherever the hard mask is.
     size = max(f.width for f in faces) * scale
     sigma = max(0.6, EDGE_SIGMA * size)
-    core = cv2.erode(hard, _disc(EDGE_ERODE * sigma))
-    soft = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * hard
+    core = _eroded(hard, max(1.0, EDGE_ERODE * sigma))
+    soft = cv2.GaussianBlur(core, (0, 0), sigma) * hard
     # Rounded to bytes before it is scaled up: OpenCV's fixed-point bilinear on bytes is
     # within one level of the float resize and several times faster on a region that may
     # hold tens of megapixels.

@@ -10,6 +10,7 @@ from images import astronaut, grace_hopper
 from model.faces import (
     _OVAL,
     FaceParser,
+    _eroded,
     _fill_small_holes,
     face_area,
     protected_parts,
@@ -150,6 +151,18 @@ def test_only_small_enclosed_holes_are_filled() -> None:
     assert not filled[100:160, 100:160].any()
     assert not filled[20:26, 150:156].any()
     assert not filled[allowed == 0].any()
+
+
+def test_the_edge_fade_moves_with_the_face_size_not_by_whole_pixels() -> None:
+    # A straight edge: skin left of column 40. The fade's erosion grows with the face's size;
+    # rounded to whole pixels it would jump a column at a time.
+    hard = np.zeros((9, 80), np.uint8)
+    hard[:, :40] = 1
+    for k in (1, 2, 3):
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+        np.testing.assert_array_equal(_eroded(hard, float(k)), cv2.erode(hard, disc))
+    kept = [_eroded(hard, 1.0 + i / 10)[4].sum() for i in range(21)]
+    np.testing.assert_allclose(np.diff(kept), -0.1, atol=1e-4)
 
 
 def test_a_face_beside_another_never_takes_its_parts_as_skin(parser: FaceParser) -> None:
