@@ -399,11 +399,11 @@ def _eroded(hard: np.ndarray, r: float) -> np.ndarray:
     fade by a whole mask pixel (several photo pixels at 4K) as a face's size crosses a step."""
     k = int(r)
     frac = r - k
-    inner = cv2.erode(hard, _disc(k)) if k else hard
+    inner = (cv2.erode(hard, _disc(k)) if k else hard).astype(np.float32)
     if frac < 1e-3:
-        return inner.astype(np.float32)
+        return inner
     deeper = cv2.erode(hard, _disc(k + 1))
-    return (1.0 - frac) * inner.astype(np.float32) + frac * deeper.astype(np.float32)
+    return inner + frac * (deeper - inner)
 
 
 def _segment_mahalanobis(inv: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:

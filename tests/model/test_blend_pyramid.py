@@ -76,7 +76,8 @@ def test_sparse_tiles_render_what_the_whole_pyramid_does() -> None:
             torch.testing.assert_close(box_mask, whole_mask[:, :, by, bx])
             # Outside the box the whole pyramid left the tile untouched.
             outside = whole_offset[:, :, ys, xs].clone()
-            outside[:, :, box.within(region)[0], box.within(region)[1]] = 0
+            in_y, in_x = box.within(region)
+            outside[:, :, in_y, in_x] = 0
             assert not outside.any()
             boxes.append(box)
     area = sum((b.y1 - b.y0) * (b.x1 - b.x0) for b in boxes)
