@@ -9,8 +9,8 @@ is rewritten every `checkpoint_every` steps, so an interrupted run continues whe
 
 Most steps train the LRL at its own scale (crop = working size, no pyramid): that is where the
 learning is, and small crops make the steps cheap enough for a CPU. Every `pyramid_every`-th
-step uses crops twice as large with the LRL at half size, so the refining module and the
-full-resolution losses see the pyramid too.
+step uses larger crops (`pyramid_scales`, twice the working size unless set) with the LRL at
+the working size, so the refining module and the full-resolution losses see the pyramid too.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ class TrainConfig:
     batch_size: int = 12
     crop_size: int = 128
     pyramid_every: int = 4
+    pyramid_scales: list[int] = field(default_factory=lambda: [2])
+    """How many times larger than the working size the pyramid steps' crops are, taken in
+    turn: 2 is one pyramid level, 4 two, 8 three. Photos of 4K and more run three or four
+    levels at inference (docs/model.md, tenth pass, for what training over several did)."""
+    trainable: str = "all"
+    """"all", or "refiner": only the pyramid's refining module learns (the LRL, and so the
+    mask and the retouch at the working size, stay exactly as `init_weights` has them)."""
     lr: float = 2e-3
     lr_min: float = 1e-4
     warmup_steps: int = 100
@@ -85,6 +92,9 @@ class TrainConfig:
     weights do not depend on it, training uses the model config's."""
     inference_mask_gamma: float | None = None
     """Mask curve written with it (`ABPNConfig.mask_gamma`), chosen the same way."""
+    inference: dict = field(default_factory=dict)
+    """Further inference-only config fields written into the exported checkpoint (the red-blob
+    prior, which training leaves off; see `ABPN.set_inference`)."""
     version: str = "1.0.0"
 
     @classmethod
@@ -140,34 +150,47 @@ def training_loss(
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def _pyramid_key(scale: int) -> str:
+    # The 2x sampler keeps its old name, so runs started before the scales existed resume.
+    return "pyramid" if scale == 2 else f"pyramid{scale}"
+
+
 def _samplers(cfg: TrainConfig, model_cfg: ABPNConfig) -> dict:
-    """The LRL-scale sampler and the twice-as-large one for pyramid steps."""
-    if cfg.data == "synthetic":
-        return {
-            "lrl": TrainSampler(seed=cfg.seed, crop_size=cfg.crop_size),
-            "pyramid": TrainSampler(seed=cfg.seed + 1, crop_size=2 * cfg.crop_size),
-        }
-    if cfg.data == "faces":
+    """The LRL-scale sampler and one for each pyramid scale (`pyramid_scales`)."""
+    if cfg.data not in ("synthetic", "faces"):
+        raise ValueError(f"unknown training data {cfg.data!r}: 'synthetic' or 'faces'")
+    if any(s < 2 or s & (s - 1) for s in cfg.pyramid_scales):
+        raise ValueError(f"pyramid_scales must be powers of 2 from 2: {cfg.pyramid_scales}")
+
+    def sampler(seed: int, scale: int):
+        if cfg.data == "synthetic":
+            return TrainSampler(seed=seed, crop_size=scale * cfg.crop_size)
         from training.data.face_samples import MixedSampler
 
-        # Pyramid crops are twice as large at the same LRL scale, so their regions are too.
-        return {
-            "lrl": MixedSampler(
-                cfg.seed,
-                cfg.crop_size,
-                model_cfg.lrl_size,
-                p_clean_skin=cfg.clean_skin_share,
-                p_crease=cfg.crease_share,
-            ),
-            "pyramid": MixedSampler(
-                cfg.seed + 1,
-                2 * cfg.crop_size,
-                2 * model_cfg.lrl_size,
-                p_clean_skin=cfg.clean_skin_share,
-                p_crease=cfg.crease_share,
-            ),
-        }
-    raise ValueError(f"unknown training data {cfg.data!r}: 'synthetic' or 'faces'")
+        # Pyramid crops are larger at the same LRL scale, so their regions are too.
+        return MixedSampler(
+            seed,
+            scale * cfg.crop_size,
+            scale * model_cfg.lrl_size,
+            p_clean_skin=cfg.clean_skin_share,
+            p_crease=cfg.crease_share,
+        )
+
+    samplers = {"lrl": sampler(cfg.seed, 1)}
+    for scale in cfg.pyramid_scales:
+        samplers[_pyramid_key(scale)] = sampler(cfg.seed + scale - 1, scale)
+    return samplers
+
+
+def _trainable(model: ABPN, which: str) -> list[torch.nn.Parameter]:
+    """The parameters `TrainConfig.trainable` names; the others are frozen."""
+    if which == "all":
+        return list(model.parameters())
+    if which == "refiner":
+        model.requires_grad_(False)
+        model.pyramid.refiner.requires_grad_(True)
+        return list(model.pyramid.refiner.parameters())
+    raise ValueError(f"unknown trainable {which!r}: 'all' or 'refiner'")
 
 
 def _save_state(
@@ -203,7 +226,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
         if not cfg.init_weights:
             raise ValueError("anchor_weight needs init_weights: the network the mask is kept to")
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    params = _trainable(model, cfg.trainable)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     samplers = _samplers(cfg, model.cfg)
     step = 0
     state_path = out_dir / "last.pt"
@@ -222,7 +246,9 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     while step < cfg.steps:
         pyramid_step = cfg.pyramid_every > 0 and step % cfg.pyramid_every == cfg.pyramid_every - 1
         if pyramid_step:
-            batch = samplers["pyramid"].batch(max(1, cfg.batch_size // 4))
+            scale = cfg.pyramid_scales[step // cfg.pyramid_every % len(cfg.pyramid_scales)]
+            # Fewer crops as they grow: a 2x batch holds as many pixels as a working-size one.
+            batch = samplers[_pyramid_key(scale)].batch(max(1, cfg.batch_size // (2 * scale)))
         else:
             batch = samplers["lrl"].batch(cfg.batch_size)
         for group in opt.param_groups:
@@ -232,7 +258,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         bar.update(1)
@@ -247,6 +273,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool) -> Path:
     model.eval()
     if cfg.inference_mask_threshold is not None:
         model.set_mask_threshold(cfg.inference_mask_threshold, cfg.inference_mask_gamma)
+    model.set_inference(**cfg.inference)
     save_checkpoint(
         model,
         final,

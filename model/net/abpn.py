@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,9 @@ from model.net.blob_prior import blob_prior
 from model.net.bpl import BlendPyramid, Region, Size, pyramid_sizes
 from model.net.config import ABPNConfig
 from model.net.lrl import LocalRetouchingLayer, LRLOutput
+
+# Config fields the modules are built from (tensor shapes, the fill's kernel buffer).
+_BUILT_FROM = frozenset({"channels", "max_channels", "depth", "refine_channels", "prior_sigma"})
 
 
 @dataclass
@@ -87,7 +91,15 @@ class ABPN(nn.Module):
         """Change the mask threshold and, when given, its curve (`ABPNConfig.mask_gamma`):
         inference-time settings that no weights depend on."""
         gamma = self.cfg.mask_gamma if gamma is None else gamma
-        self.cfg = dataclasses.replace(self.cfg, mask_threshold=threshold, mask_gamma=gamma)
+        self.set_inference(mask_threshold=threshold, mask_gamma=gamma)
+
+    def set_inference(self, **settings: Any) -> None:
+        """Change config fields that no weights depend on (the mask's threshold and curve, the
+        red-blob prior, the brightening cap); a field the network is built from is refused."""
+        fixed = sorted(set(settings) & _BUILT_FROM)
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)}: the network is built from these")
+        self.cfg = dataclasses.replace(self.cfg, **settings)
         self.lrl.cfg = self.cfg
 
     def low_res(

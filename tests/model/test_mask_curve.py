@@ -68,6 +68,16 @@ def test_setting_the_threshold_keeps_the_curve() -> None:
     assert model.cfg.mask_gamma == 1.5 and model.lrl.cfg.mask_gamma == 1.5
 
 
+def test_inference_settings_change_but_what_the_network_is_built_from_does_not() -> None:
+    model = _model()
+    model.set_inference(blob_gain=4.0, brighten_cap=0.01)
+    assert model.lrl.cfg.blob_gain == 4.0 and model.cfg.brighten_cap == 0.01
+    for field in ("channels", "prior_sigma"):
+        with pytest.raises(ValueError, match=field):
+            model.set_inference(**{field: 2.0})
+    assert model.cfg.blob_gain == 4.0
+
+
 def test_the_curve_is_saved_with_the_checkpoint(tmp_path: Path) -> None:
     model = _model()
     model.set_mask_threshold(0.4, 1.5)

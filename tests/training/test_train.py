@@ -53,3 +53,33 @@ def test_anchored_run_needs_and_uses_a_starting_network(tmp_path: Path) -> None:
     assert len(log) == 2
     # The first step's network is the teacher itself, so its mask rises nowhere above it.
     assert log[0]["anchor"] == 0.0
+
+
+def test_refiner_only_run_over_several_pyramid_levels(tmp_path: Path) -> None:
+    start = train(_config(0), tmp_path / "start", resume=False)
+    cfg = replace(
+        _config(4),
+        init_weights=str(start),
+        trainable="refiner",
+        pyramid_every=1,
+        pyramid_scales=[2, 4],
+        inference={"blob_gain": 3.0},
+    )
+    tuned = load_checkpoint(train(cfg, tmp_path / "tuned", resume=False))
+    before = load_checkpoint(start).model.state_dict()
+    after = tuned.model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed, "the refiner learned nothing"
+    assert all(k.startswith("pyramid.refiner.") for k in changed), sorted(changed)
+    # Every step is a pyramid step, so every one puts a loss on the full-size result.
+    assert (tmp_path / "tuned" / "log.jsonl").read_text().count("full") == 4
+    assert tuned.model.cfg.blob_gain == 3.0
+    exported = json.loads((tmp_path / "tuned" / "abpn.json").read_text())
+    assert exported["config"]["blob_gain"] == 3.0
+
+
+def test_pyramid_scales_and_trainable_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="powers of 2"):
+        train(replace(_config(1), pyramid_scales=[3]), tmp_path / "odd", resume=False)
+    with pytest.raises(ValueError, match="trainable"):
+        train(replace(_config(1), trainable="mask"), tmp_path / "mask", resume=False)
