@@ -39,7 +39,7 @@ from model.faces import FaceParse, FaceParser, FaceRegion, blob_zone
 from model.net.abpn import ABPN, working_size
 from model.net.blend import whiten
 from model.net.blob_prior import blob_radius
-from model.net.bpl import Region, Size, pyramid_sizes, tiles
+from model.net.bpl import Region, Size, pyramid_sizes, resize_region, tiles
 from model.net.lrl import LRLOutput
 from model.result import MAX_STRENGTH, MAX_WHITENING, RetouchResult
 
@@ -380,6 +380,10 @@ class RetouchEngine:
             if rendered is not None:
                 if strength > 0.0:
                     result = self.model.blend.abm(result, tile_offset * (gate * strength))
+                    if self.cfg.chroma_detail and top > 0:
+                        detail = colour_detail(image_at(top, area), device_levels[0], sizes, area)
+                        share = tile_mask.float() * gate * (self.cfg.chroma_detail * strength)
+                        result = result - share * detail
                 if target.mask is not None:
                     m = target.mask[ys, xs]
                     np.maximum(m, _to_u8(tile_mask.float() * gate)[0, 0].cpu().numpy(), out=m)
@@ -392,6 +396,23 @@ class RetouchEngine:
                 np.copyto(target.image[ys, xs], pixels, where=tile_skin[..., None] > 0)
             blend_s += time.perf_counter() - t1
         return time.perf_counter() - t0 - blend_s, blend_s
+
+
+# Rec. 601 luma weights, as the LRL's brightening cap uses.
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+
+def colour_detail(
+    image: torch.Tensor, working: torch.Tensor, sizes: list[Size], area: Region
+) -> torch.Tensor:
+    """The colour of `image`'s detail finer than the working size: `image` (the top level over
+    `area`, float) minus the working-size level `working` (uint8, whole) resized up over `area`,
+    less that difference's luma (Rec. 601), so adding or taking it out leaves the luma as is."""
+    low = working.float() / 255.0
+    up = resize_region(low, Region.whole(sizes[0]), sizes[0], sizes[-1], area)
+    detail = image.float() - up
+    luma = (detail * _LUMA.to(detail.device)).sum(1, keepdim=True)
+    return detail - luma
 
 
 @dataclass

@@ -58,6 +58,12 @@ class ABPNConfig:
     """How far (luma, 0-1) the LRL's retouch may rise above the brighter of its smooth fill and
     the input: the LRB's correction learned on painted defects, darker than skin, and on a pink
     blob no darker than its skin it can overshoot into a pale speck. None: no cap."""
+    chroma_detail: float = 0.0
+    """Share of the photo's colour detail finer than the LRL's working size that the engine
+    takes out inside the retouch mask, after the blend. The blend offset carries the LRL's
+    change up and leaves the photo's own detail as it was, by design: that keeps pores, but a
+    lesion's red core is detail too when the photo is several times the working size. The
+    detail's luma (the texture) stays; only its colour goes. 0 turns it off."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""

@@ -3,6 +3,7 @@
 These run on synthetic content with the whole photo as one all-skin region (`FaceParse.whole`),
 so every pixel goes through the network; tests/model/test_face_regions.py covers real faces."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -143,11 +144,11 @@ def _spotted_skin(h: int, w: int) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("whitening", [0.0, 0.8])
-def test_sparse_mask_tiles_equal_untiled(whitening: float) -> None:
+@pytest.mark.parametrize(("whitening", "chroma_detail"), [(0.0, 0.0), (0.8, 0.0), (0.0, 1.0)])
+def test_sparse_mask_tiles_equal_untiled(whitening: float, chroma_detail: float) -> None:
     """Tiles render only the box their mask reaches; with whitening that box is laid into the
     whole tile. Either way the photo matches the untiled pyramid's."""
-    model = _model(lrl_size=128, blob_gain=40.0, mask_threshold=0.5)
+    model = _model(lrl_size=128, blob_gain=40.0, mask_threshold=0.5, chroma_detail=chroma_detail)
     with torch.no_grad():
         model.lrl.mask_head.bias.fill_(-20.0)  # only the prior's spots reach the mask
     image = _spotted_skin(700, 1100)
@@ -163,6 +164,42 @@ def test_sparse_mask_tiles_equal_untiled(whitening: float) -> None:
         assert np.array_equal(tiled.image[tiled.mask == 0], image[tiled.mask == 0])
     else:
         assert (tiled.image[tiled.mask == 0] != image[tiled.mask == 0]).any()
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return image.astype(float) @ np.array([0.299, 0.587, 0.114])
+
+
+def _fine(image: np.ndarray) -> np.ndarray:
+    """Detail finer than a few pixels."""
+    x = image.astype(np.float32)
+    return x - cv2.GaussianBlur(x, (0, 0), 3.0)
+
+
+def test_colour_detail_goes_inside_the_mask_and_its_luma_stays() -> None:
+    """The spots' colour noise is finer than the working size (1100 px against 128): with
+    `chroma_detail` the mask's pixels lose its colour and keep its luma; the rest is as before."""
+    model = _model(lrl_size=128, blob_gain=40.0, mask_threshold=0.5)
+    with torch.no_grad():
+        model.lrl.mask_head.bias.fill_(-20.0)  # only the prior's spots reach the mask
+    image = _spotted_skin(700, 1100)
+    off = _run(RetouchEngine(model), image, return_mask=True)
+    model.set_inference(chroma_detail=1.0)
+    on = _run(RetouchEngine(model), image, return_mask=True)
+    assert np.array_equal(on.mask, off.mask)
+    inside = on.mask > 200
+    assert 0 < (on.mask > 0).mean() < 0.05
+    assert np.array_equal(on.image[on.mask == 0], off.image[on.mask == 0])
+    fine_on, fine_off = _fine(on.image), _fine(off.image)
+    colour_on = fine_on - _luma(fine_on)[..., None]
+    colour_off = fine_off - _luma(fine_off)[..., None]
+    assert np.abs(colour_on[inside]).mean() < 0.7 * np.abs(colour_off[inside]).mean()
+    # The luma stays, up to rounding each channel to 8 bits, wherever no channel clips (this
+    # untrained network's retouch saturates some of the spots' red).
+    unclipped = inside & (np.minimum(on.image, off.image).min(-1) > 0)
+    unclipped &= np.maximum(on.image, off.image).max(-1) < 255
+    assert unclipped.mean() > 0.5 * inside.mean()
+    assert np.abs(_luma(on.image) - _luma(off.image))[unclipped].max() <= 1.0
 
 
 def test_untouched_pixels_stay_bit_exact_when_the_mask_is_zero() -> None:
