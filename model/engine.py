@@ -40,7 +40,7 @@ from model.net.abpn import ABPN, working_size
 from model.net.blend import whiten
 from model.net.blob_prior import blob_radius
 from model.net.bpl import Region, Size, pyramid_sizes, resize_region, tiles
-from model.net.lrl import LRLOutput
+from model.net.lrl import LRLOutput, luma
 from model.result import MAX_STRENGTH, MAX_WHITENING, RetouchResult
 
 logger = logging.getLogger("abpn.engine")
@@ -349,6 +349,8 @@ class RetouchEngine:
             return crop.float() / 255.0
 
         pyramid = self.model.pyramid
+        # What the LRL saw, for the colour detail above it; read once, not per tile.
+        working = image_at(0, Region.whole(sizes[0])) if self.cfg.chroma_detail and top else None
         offset = mask = None
         if job.offset is not None:
             with self._autocast():
@@ -380,8 +382,8 @@ class RetouchEngine:
             if rendered is not None:
                 if strength > 0.0:
                     result = self.model.blend.abm(result, tile_offset * (gate * strength))
-                    if self.cfg.chroma_detail and top > 0:
-                        detail = colour_detail(image_at(top, area), device_levels[0], sizes, area)
+                    if working is not None:
+                        detail = colour_detail(image_at(top, area), working, sizes, area)
                         share = tile_mask.float() * gate * (self.cfg.chroma_detail * strength)
                         result = result - share * detail
                 if target.mask is not None:
@@ -398,21 +400,15 @@ class RetouchEngine:
         return time.perf_counter() - t0 - blend_s, blend_s
 
 
-# Rec. 601 luma weights, as the LRL's brightening cap uses.
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-
-
 def colour_detail(
     image: torch.Tensor, working: torch.Tensor, sizes: list[Size], area: Region
 ) -> torch.Tensor:
     """The colour of `image`'s detail finer than the working size: `image` (the top level over
-    `area`, float) minus the working-size level `working` (uint8, whole) resized up over `area`,
-    less that difference's luma (Rec. 601), so adding or taking it out leaves the luma as is."""
-    low = working.float() / 255.0
-    up = resize_region(low, Region.whole(sizes[0]), sizes[0], sizes[-1], area)
+    `area`) minus the working-size level `working` (the whole level, float) resized up over
+    `area`, less that difference's luma, so adding or taking it out leaves the luma as is."""
+    up = resize_region(working, Region.whole(sizes[0]), sizes[0], sizes[-1], area)
     detail = image.float() - up
-    luma = (detail * _LUMA.to(detail.device)).sum(1, keepdim=True)
-    return detail - luma
+    return detail - luma(detail)
 
 
 @dataclass

@@ -84,7 +84,8 @@ def _normalized_fill(
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of (B, 3, h, w) RGB, as (B, 1, h, w)."""
     w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
 
@@ -94,8 +95,8 @@ def _cap_brightening(
 ) -> torch.Tensor:
     """`generated` lowered evenly in R, G and B wherever its luma rises more than `cap` above
     the brighter of `fill` and `image`, so the hue it gives stays."""
-    ceiling = torch.maximum(_luma(fill), _luma(image)) + cap
-    return generated - (_luma(generated) - ceiling).clamp_min(0.0)
+    ceiling = torch.maximum(luma(fill), luma(image)) + cap
+    return generated - (luma(generated) - ceiling).clamp_min(0.0)
 
 
 def _down(valid: torch.Tensor) -> torch.Tensor:
