@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from evaluation.lesions.marks import MARKS, load_marks, photo_path
+from evaluation.lesions.marks import MARKS, load_marked, load_marks, photo_path
 from evaluation.lesions.measure import (
     Lesion,
     centre_values,
@@ -48,16 +47,6 @@ LABELS = {
 }
 GATE = 127
 FIRES = 64
-
-
-def _load(path: Path, size: str) -> tuple[np.ndarray, float]:
-    from model.photo import resize_long_side
-
-    image = np.asarray(Image.open(path).convert("RGB"))
-    if size == "native":
-        return image, 1.0
-    side = int(size)
-    return resize_long_side(image, side), side / max(image.shape[:2])
 
 
 def _run_methods(engine, image: np.ndarray, parse, lesions: list[Lesion]) -> dict:
@@ -339,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = RetouchEngine(load_model(args.weights).model)
     results = {}
     for name in present:
-        image, factor = _load(photo_path(args.photos, name), args.size)
-        lesions = [les.scaled(factor) for les in marks[name]]
+        image, lesions = load_marked(args.photos, name, marks[name], args.size)
         results[name] = evaluate_photo(engine, image, lesions)
         if not results[name]["face_found"]:
             print(f"{name}: no face found, ABPN returns it unchanged")
