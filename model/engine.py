@@ -40,7 +40,7 @@ from model.net.abpn import ABPN, working_size
 from model.net.blend import whiten
 from model.net.blob_prior import blob_radius
 from model.net.bpl import Region, Size, pyramid_sizes, resize_region, tiles
-from model.net.lrl import LRLOutput, luma
+from model.net.lrl import LRLOutput, chroma
 from model.result import MAX_STRENGTH, MAX_WHITENING, RetouchResult
 
 logger = logging.getLogger("abpn.engine")
@@ -407,8 +407,7 @@ def colour_detail(
     `area`) minus the working-size level `working` (the whole level, float) resized up over
     `area`, less that difference's luma, so adding or taking it out leaves the luma as is."""
     up = resize_region(working, Region.whole(sizes[0]), sizes[0], sizes[-1], area)
-    detail = image.float() - up
-    return detail - luma(detail)
+    return chroma(image.float() - up)
 
 
 @dataclass

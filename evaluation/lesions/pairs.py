@@ -4,13 +4,14 @@ The disc-against-ring contrast rewards a fill that makes a lesion's disc match t
 around it, whatever is left in that ring (a red rim, a blotch); the wide ring sees part of that.
 A person looking at the skin sees all of it. This renders, for lesions drawn at random from
 every measured mark, one picture each: the crop before (the lesion circled), then the two
-methods' results as "1" and "2" in a random order, each panel enlarged to about 192 px. The
-key (which method is which, and each one's disc-against-ring share removed) goes to a separate
-file, so a judge can be shown the pictures alone and answer "1", "2" or "same" per picture;
-`score` tallies the answers.
+methods' results (ABPN and detect and fill, or two ABPN checkpoints with `--versus`) as "1"
+and "2" in a random order, each panel enlarged to about 192 px. The key (which method is
+which, and each one's disc-against-ring share removed) goes to a separate file, so a judge can
+be shown the pictures alone and answer "1", "2" or "same" per picture; `score` tallies the
+answers.
 
     python -m evaluation.lesions.pairs render --out /tmp/pairs --key /tmp/pairs-key.json \
-        [--n 60] [--seed 0] [--size native|1280]
+        [--n 60] [--seed 0] [--size native|1280] [--weights PATH] [--versus PATH]
     python -m evaluation.lesions.pairs score --key /tmp/pairs-key.json --answers answers.json
 
 The photos are for research only: keep the pictures out of the repository.
@@ -136,24 +137,30 @@ def _render(args: argparse.Namespace) -> int:
         return 0
     torch.set_num_threads(1)
     engine = RetouchEngine(load_model(args.weights).model)
+    # The second method: detect and fill, or ABPN with another checkpoint (two versions).
+    versus = RetouchEngine(load_model(args.versus).model) if args.versus else None
+    methods = ("abpn", "versus" if versus else "detect_fill")
     outputs, measured, removed = {}, {}, {}
     for name in list(present):
         image, lesions = load_marked(args.photos, name, present[name], args.size)
         present[name] = lesions
         parse = engine.parse(image)
         (res,) = engine.retouch_batch([image], 1.0, True, parses=[parse])
-        filled, _ = detect_and_fill(image, parse.skin_mask(image.shape[:2]))
-        outputs[name] = {"before": image, "abpn": res.image, "detect_fill": filled}
+        if versus is None:
+            other, _ = detect_and_fill(image, parse.skin_mask(image.shape[:2]))
+        else:
+            other = versus.retouch_batch([image], 1.0, True, parses=[parse])[0].image
+        outputs[name] = {"before": image, methods[0]: res.image, methods[1]: other}
         before = lesion_contrast(to_lab(image), lesions)
         removed[name] = {
             m: share_removed(before, lesion_contrast(to_lab(outputs[name][m]), lesions))
-            for m in ("abpn", "detect_fill")
+            for m in methods
         }
         # The lesions the evaluation's tables count: those with a share removed.
         measured[name] = ~np.isnan(removed[name]["abpn"])
     args.out.mkdir(parents=True, exist_ok=True)
     key = []
-    pairs = draw_pairs(present, measured, ("abpn", "detect_fill"), args.n, args.seed)
+    pairs = draw_pairs(present, measured, methods, args.n, args.seed)
     for k, pair in enumerate(pairs):
         out = outputs[pair.photo]
         lesion = present[pair.photo][pair.index]
@@ -198,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--size", default="native", help="native, or a long side in px")
     render.add_argument("--n", type=int, default=60)
     render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--weights", default=None)
+    render.add_argument("--weights", default=None, help="ABPN's checkpoint (the shipped one)")
+    render.add_argument(
+        "--versus", default=None, help="a second ABPN checkpoint, shown instead of detect and fill"
+    )
     tally = sub.add_parser("score", help="tally a judge's answers against the key")
     tally.add_argument("--key", type=Path, required=True)
     tally.add_argument("--answers", type=Path, required=True, help='{"pair_000.png": "1", ...}')

@@ -64,6 +64,16 @@ class ABPNConfig:
     change up and leaves the photo's own detail as it was, by design: that keeps pores, but a
     lesion's red core is detail too when the photo is several times the working size. The
     detail's luma (the texture) stays; only its colour goes. 0 turns it off."""
+    fill_chroma_sigma: float = 0.0
+    """Gaussian sigma (LRL pixels) of a second, wider fill whose colour (the fill minus its
+    luma) replaces the fine fill's, the fine fill's luma kept. A lesion inside an inflamed
+    patch is filled from the skin around it, which is as pink as the patch; the wider fill
+    reaches the skin beyond. 0 keeps the fine fill's colour."""
+    correction_chroma: float = 1.0
+    """Share of the colour (the correction minus its luma) of the LRB's learned correction that
+    is kept; its luma, which carries the texture, always is. Learned on painted defects, the
+    correction takes redness out of a real inflamed patch past the skin's own colour, into a
+    grey-violet blotch."""
     prior_sigma: float = 2.5
     """Gaussian sigma (LRL pixels) of the fine normalised-convolution fill the LRB refines;
     a second, coarser fill uses four times this."""

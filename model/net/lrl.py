@@ -80,6 +80,23 @@ def _normalized_fill(
     return (num + eps * coarse_num) / (den + eps * coarse_den + 1e-8)
 
 
+def halved_fill(
+    image: torch.Tensor, weight: torch.Tensor, sigma: float, coarse: int
+) -> torch.Tensor:
+    """`normalized_fill` with a Gaussian of `sigma`, run at half the resolution and resized
+    back: a wide fill is smooth, and at half size its kernel has half the taps over a quarter
+    of the pixels. `image`'s sides must be multiples of 2 * `coarse`."""
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        image, weight = image.float(), weight.float()
+        den = F.avg_pool2d(weight, 2)
+        # Normalised convolution of the pooled pixels with the pooled weights is the same sum
+        # as pooling inside it: blur(pool(image * weight)) / blur(pool(weight)).
+        pooled = F.avg_pool2d(image * weight, 2) / den.clamp_min(1e-8)
+        kernel = gaussian_kernel(sigma / 2).to(image.device)
+        half = _normalized_fill(pooled, den, kernel, coarse)
+        return F.interpolate(half, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
 # Rec. 601 luma weights: brightness as a viewer sees a pale speck.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -88,6 +105,16 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     """Rec. 601 luma of (B, 3, h, w) RGB, as (B, 1, h, w)."""
     w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
+
+
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    """The colour of (B, 3, h, w) RGB `x`: `x` less its luma in every channel."""
+    return x - luma(x)
+
+
+def with_chroma(x: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """`x` with its colour replaced by `colour` (a `chroma`), its luma kept."""
+    return luma(x) + colour
 
 
 def _cap_brightening(
@@ -174,8 +201,14 @@ class LocalRetouchingLayer(nn.Module):
             m = m.to(z.dtype)
             z = block(torch.cat([_up(z), skips[level] * (1 - m), m], dim=1)) * v
         correction = self.ret_head(z).float()
+        if cfg.correction_chroma != 1.0:
+            correction = with_chroma(correction, cfg.correction_chroma * chroma(correction))
 
-        fill = normalized_fill(image, valid * (1.0 - mask), kernel, coarse)
+        support = valid * (1.0 - mask)
+        fill = normalized_fill(image, support, kernel, coarse)
+        if cfg.fill_chroma_sigma > 0.0:
+            wide = halved_fill(image, support, cfg.fill_chroma_sigma, coarse)
+            fill = with_chroma(fill, chroma(wide))
         generated = fill + correction
         photo = image.float()
         if cfg.brighten_cap is not None:
